@@ -1,0 +1,1 @@
+"""The Lark grammars of ofac, shipped as package data (ofac.grammar)."""

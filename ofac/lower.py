@@ -1,0 +1,168 @@
+"""Lowering: a checked task -> TaskIR (one flat Program per alternative template).
+
+Everything the runtime needs is resolved here, once: preprocessor parameters (table
+defaults, model settings, slot attributes), OFASys' fusion of adjacent token slots and
+its automatic BOS/EOS, which decoder tokens carry loss, the forced prefix, the closed-set
+constraint, the loss, the generator with its settings, and the postprocessor."""
+from __future__ import annotations
+
+from .check import target_output
+from .ir import Op, Program, TaskIR, verify
+from .modalities import MODALITIES
+from .syntax import Marker, Text
+from .typed import CheckedTask, Segment, TypedRepeat, TypedSlot, TypedTemplate, segments
+
+# slot attributes that shape the token group rather than one slot's preprocessing
+_GROUP_ATTRS = {"no_loss", "closed_set", "disable_auto_boseos"}
+_BOX_ONLY = (("min_len", 4), ("max_len", 4))
+_METRIC_BY_OUTPUT = {"text": "exact_match", "box": "iou_acc", "box_text": "map"}
+
+
+def lower_task(task: CheckedTask, model: tuple = ()) -> TaskIR:
+    programs = tuple(_Lowering(task, dict(model)).program(t) for t in task.templates)
+    for p in programs:
+        problems = verify(p)
+        if problems:  # a compiler bug, never a user mistake
+            raise AssertionError(f"lowering produced invalid IR for task {task.name}: {problems}")
+    first = programs[0]
+    target = first.find("decoder.target")[0]
+    metric = task.setting("metric", "auto")
+    if metric == "auto":
+        constrained = first.find("loss")[0].get("constrained", False)
+        metric = "accuracy" if constrained else _METRIC_BY_OUTPUT.get(target.get("output"), "none")
+    meta = (
+        ("instruction", " ||| ".join(_canonical(t) for t in task.templates)),
+        ("output", target.get("output")),
+        ("metric", metric),
+        ("inputs", _columns(first, "encoder")),
+        ("targets", _columns(first, "decoder")),
+    )
+    return TaskIR(task.name, programs, meta)
+
+
+def _canonical(t: TypedTemplate) -> str:
+    return t.span.text if t.span is not None else ""
+
+
+def _columns(p: Program, side: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(o.get("column") for o in p.find("read.column") if o.get("side") == side))
+
+
+class _Lowering:
+    def __init__(self, task: CheckedTask, model: dict):
+        self.task, self.model = task, model
+
+    def program(self, t: TypedTemplate) -> Program:
+        self.ops: list[Op] = []
+        self.reads: dict[str, int] = {}
+        self.template = t
+        enc = [self.segment(seg, "encoder") for seg in segments(t.encoder)]
+        self.emit("encoder.concat", enc, span=t.span)
+        (seg,) = segments(t.decoder)
+        adapted = self.segment(seg, "decoder")
+        self.decoder(seg, adapted)
+        return Program(self.task.name, tuple(self.ops))
+
+    def emit(self, op: str, args=(), attrs=(), span=None) -> int:
+        i = len(self.ops)
+        self.ops.append(Op(i, op, tuple(args), tuple(attrs), span.location() if span is not None else None))
+        return i
+
+    # ---------------------------------------------------------------- inputs
+
+    def read(self, s: TypedSlot) -> int:
+        if s.column not in self.reads:
+            self.reads[s.column] = self.emit("read.column", attrs=(
+                ("column", s.column), ("modality", s.modality), ("side", s.side), ("repeated", s.repeated)),
+                span=s.column_span or s.span)
+        return self.reads[s.column]
+
+    def preprocess(self, s: TypedSlot) -> int:
+        spec = MODALITIES[s.modality].preprocessor(s.preprocess)
+        params = dict(spec.params)
+        for param, setting in spec.settings:
+            if self.model.get(setting) is not None:
+                params[param] = self.model[setting]
+        params.update((k, v) for k, v in s.attrs if k not in _GROUP_ATTRS)
+        args = [self.read(s)]
+        if s.modality == "BOX":  # boxes are pixels of the instruction's image: transform them together
+            args.append(self.read(next(x for x in self.template.slots() if x.modality == "IMAGE")))
+        return self.emit(f"preprocess.{s.preprocess}", args, tuple(params.items()), s.span)
+
+    def plain(self, item: Text) -> int:
+        return self.emit("preprocess.text", attrs=(("text", item.text),), span=item.span)
+
+    def segment(self, seg: Segment, side: str) -> int:
+        if seg.kind == "slot":
+            s = seg.items[0]
+            return self.emit(f"adapt.{s.adaptor}", [self.preprocess(s)], (("side", side),), s.span)
+        members, loss = self.members(seg.items, side)
+        first = next((i for i in seg.items if isinstance(i, TypedSlot)), None)
+        auto = not (first is not None and first.get("disable_auto_boseos"))
+        attrs = [("bos", auto), ("eos", auto)]
+        limit = self.task.setting("max_source_length" if side == "encoder" else "max_target_length")
+        if limit is not None:
+            attrs.append(("max_length", limit))
+        if side == "decoder":
+            prefix = 0
+            while prefix < len(loss) and not loss[prefix]:
+                prefix += 1
+            closed = any(s.get("closed_set") for s in seg.data_slots())
+            attrs += [("loss", tuple(loss)), ("prefix", prefix), ("closed_set", closed)]
+        span = _span_of(seg)
+        group = self.emit("tokens.group", members, attrs, span)
+        return self.emit("adapt.text", [group], (("side", side),), span)
+
+    def members(self, items, side: str) -> tuple[list[int], list[bool]]:
+        ids, loss = [], []
+        plain_loss = bool(self.task.setting("decoder_plain_with_loss", False))
+        for item in items:
+            if isinstance(item, Marker):
+                continue  # legacy: BOS/EOS are the group's own attributes
+            if isinstance(item, Text):
+                ids.append(self.plain(item))
+                loss.append(plain_loss)
+            elif isinstance(item, TypedRepeat):
+                inner, _ = self.members(item.items, side)
+                ids.append(self.emit("tokens.repeat", inner, span=item.span))
+                loss.append(True)
+            else:
+                ids.append(self.preprocess(item))
+                loss.append(not item.get("no_loss"))
+        return ids, loss
+
+    # ---------------------------------------------------------------- target
+
+    def decoder(self, seg: Segment, adapted: int) -> None:
+        if seg.kind == "slot":
+            s = seg.items[0]
+            target = MODALITIES[s.modality].adaptor(s.adaptor).target
+            output = target.postprocess
+        else:
+            target = MODALITIES["TEXT"].adaptor("text").target
+            output = target_output(seg)
+        span = _span_of(seg)
+        tgt = self.emit("decoder.target", [adapted], (("output", output),), span)
+        closed = self.ops[self.ops[adapted].args[0]].get("closed_set", False)
+        loss_attrs = [("weight", self.task.setting("weight", 1.0)), ("constrained", closed)]
+        if target.loss == "label_smoothed_ce":
+            loss_attrs.insert(0, ("eps", self.task.setting("label_smoothing", 0.1)))
+        self.emit(f"loss.{target.loss}", [tgt], loss_attrs, span)
+        gen = dict(target.generate_defaults)
+        if output == "box":
+            gen.update(_BOX_ONLY)
+        if closed:
+            gen["beam"] = 1 if "beam" not in dict(self.task.generate) else gen["beam"]
+        gen.update(self.task.generate)
+        gen["constraint"] = "trie" if closed else "none"
+        generated = self.emit(f"generate.{target.generator}", [tgt], tuple(gen.items()), span)
+        post = [("strip_prefix", True)] if seg.kind == "tokens" else []
+        if output in ("box", "box_text"):
+            image = next(s for s in self.template.slots() if s.modality == "IMAGE")
+            post += [("bins", self.model.get("box_bins", 1000)), ("image", image.column)]
+        self.emit(f"postprocess.{output}", [generated], tuple(post), span)
+
+
+def _span_of(seg: Segment):
+    spans = [i.span for i in seg.items if getattr(i, "span", None) is not None]
+    return spans[0].to(spans[-1]) if spans else None

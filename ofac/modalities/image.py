@@ -1,0 +1,34 @@
+from .spec import COMMON_ATTRS, DEC, ENC, Adaptor, AttrSpec, Modality, Preprocessor, Target
+
+_RESIZE = (("size", 256), ("mean", (0.5, 0.5, 0.5)), ("std", (0.5, 0.5, 0.5)), ("interpolation", "bicubic"))
+_SETTINGS = (("size", "image_size"),)
+
+MODALITY = Modality(
+    name="IMAGE",
+    doc="an image (path, bytes, base64 or array), resized and normalized",
+    order=2,
+    attrs=COMMON_ATTRS + (
+        AttrSpec("mask_ratio", "float", "zero a centred square covering this fraction of the side "
+                 "(image infilling input)", sides=ENC, lo=0.0, hi=1.0, hi_open=True),
+        AttrSpec("length", "int", "truncate the image-code sequence", lo=1, preprocess=("image_vqgan",)),
+    ),
+    preprocessors=(
+        Preprocessor("image", "resize and normalize", params=_RESIZE + (("augment", False),), settings=_SETTINGS),
+        Preprocessor("imagenet", "resize, normalize, RandAugment at train time",
+                     params=_RESIZE + (("augment", True),), settings=_SETTINGS),
+        Preprocessor("imagepretrain", "random resize + centre crop + RandAugment at train time",
+                     params=_RESIZE + (("augment", True), ("random_resize", True)), settings=_SETTINGS),
+        Preprocessor("image_vqgan", "image to discrete codes (image generation targets)",
+                     params=(("size", 256), ("codes", 8192), ("factor", 8))),
+    ),
+    adaptors=(
+        Adaptor("image_patch", "convolutional patch embedding (ViT-style)", ENC),
+        Adaptor("image_resnet", "a small ResNet stem trained from scratch", ENC),
+        Adaptor("image_vit", "OFASys name, served by the patch embedding", ENC),
+        Adaptor("image_patch_embed", "OFASys name, served by the patch embedding", ENC),
+        Adaptor("image_vqgan", "image codes as tokens; generates images", DEC,
+                Target(loss="label_smoothed_ce", generator="sample", postprocess="image_codes",
+                       generate_defaults=(("beam", 1), ("top_k", 256), ("temperature", 1.0)))),
+    ),
+    default_adaptor={"encoder": "image_patch"},
+)

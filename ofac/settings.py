@@ -1,0 +1,118 @@
+"""The schema of `.ofa` blocks: every key, its type, default, range and meaning.
+
+The checker types every `key = value` against this table; the runtime reads the resolved
+values.  Adding a setting is adding a row here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: str  # int | float | bool | str | path | paths | choice | names | strings
+    doc: str
+    default: object = None
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class BlockSchema:
+    kind: str
+    doc: str
+    settings: tuple[Setting, ...]
+    labelled: bool = False  # `task NAME { }`
+    repeatable: bool = False
+    children: tuple[str, ...] = ()  # nested block kinds
+
+    def setting(self, name: str) -> Setting | None:
+        return next((s for s in self.settings if s.name == name), None)
+
+
+METRICS = ("auto", "accuracy", "exact_match", "bleu", "cider", "rouge", "iou_acc", "map", "wer",
+           "sql_execution", "none")
+
+GENERATE = BlockSchema("generate", "decoding settings for validation and inference", (
+    Setting("beam", "int", "beam size (1 is greedy)", lo=1),
+    Setting("max_len", "int", "longest output in tokens", lo=1),
+    Setting("min_len", "int", "shortest output in tokens", lo=0),
+    Setting("len_penalty", "float", "length penalty of beam scores"),
+    Setting("no_repeat_ngram_size", "int", "block repeated n-grams of this size (0: off)", lo=0),
+    Setting("sampling", "bool", "sample instead of searching"),
+    Setting("top_k", "int", "sample from the k most likely tokens (0: all)", lo=0),
+    Setting("top_p", "float", "sample from the smallest set with this probability mass", lo=0.0, hi=1.0),
+    Setting("temperature", "float", "softmax temperature", lo=0.0),
+))
+
+TASK = BlockSchema("task", "one instruction and its data", (
+    Setting("train", "paths", "training data files (JSONL, CSV, TSV, Parquet)", default=()),
+    Setting("valid", "paths", "validation data files", default=()),
+    Setting("test", "paths", "test data files", default=()),
+    Setting("micro_batch_size", "int", "examples per forward pass", default=8, lo=1),
+    Setting("update_freq", "int", "micro-batches accumulated per update", default=1, lo=1),
+    Setting("weight", "float", "loss weight, and sampling weight under `mixing = weighted`", default=1.0, lo=0.0),
+    Setting("metric", "choice", "validation metric (`auto`: chosen from the target)", default="auto",
+            choices=METRICS),
+    Setting("label_smoothing", "float", "label smoothing of the cross-entropy loss", default=0.1, lo=0.0, hi=0.999),
+    Setting("decoder_plain_with_loss", "bool", "train on decoder plain text too (OFASys switch)", default=False),
+    Setting("answers", "strings", "candidate answers of a closed_set target (default: the training targets)",
+            default=()),
+    Setting("columns", "names", "column names of a headerless TSV/CSV file, in order", default=()),
+    Setting("on_error", "choice", "what a bad data row does", default="fail", choices=("fail", "skip")),
+    Setting("max_source_length", "int", "truncate the encoder token sequence", default=512, lo=1),
+    Setting("max_target_length", "int", "truncate the decoder token sequence", default=128, lo=1),
+), labelled=True, repeatable=True, children=("generate",))
+
+MODEL = BlockSchema("model", "the generalist encoder-decoder", (
+    Setting("preset", "choice", "size preset", default="tiny", choices=("tiny", "small", "base")),
+    Setting("d_model", "int", "hidden width (overrides the preset)", lo=8),
+    Setting("ffn_dim", "int", "feed-forward width", lo=8),
+    Setting("encoder_layers", "int", "encoder depth", lo=1),
+    Setting("decoder_layers", "int", "decoder depth", lo=1),
+    Setting("heads", "int", "attention heads", lo=1),
+    Setting("dropout", "float", "dropout probability", lo=0.0, hi=0.999),
+    Setting("positions", "choice", "position encoding", default="learned", choices=("learned", "rotary")),
+    Setting("vocab_size", "int", "BPE vocabulary size of the trained tokenizer", default=8000, lo=300),
+    Setting("tokenizer", "path", "use this tokenizer.json instead of training one"),
+    Setting("image_size", "int", "image side after resizing (pixels)", default=256, lo=16),
+    Setting("patch_size", "int", "image patch side (pixels)", default=16, lo=1),
+    Setting("box_bins", "int", "quantization bins per box coordinate", default=1000, lo=2),
+    Setting("audio_sample_rate", "int", "audio is resampled to this rate (Hz)", default=16000, lo=1000),
+    Setting("video_frames", "int", "frames sampled per video", default=8, lo=1),
+))
+
+TRAIN = BlockSchema("train", "the optimization of all tasks together", (
+    Setting("steps", "int", "number of updates", default=1000, lo=1),
+    Setting("lr", "float", "peak learning rate", default=3e-4, lo=0.0),
+    Setting("warmup", "float", "warm-up: a fraction of steps (< 1) or a number of steps", default=0.06, lo=0.0),
+    Setting("schedule", "choice", "decay after warm-up", default="cosine",
+            choices=("cosine", "polynomial", "constant")),
+    Setting("weight_decay", "float", "AdamW weight decay", default=0.01, lo=0.0),
+    Setting("clip_norm", "float", "gradient clipping norm (0: off)", default=1.0, lo=0.0),
+    Setting("precision", "choice", "`auto`: bf16 autocast where the hardware has it, else fp32",
+            default="auto", choices=("auto", "fp32", "bf16")),
+    Setting("mixing", "choice", "how tasks share updates", default="all",
+            choices=("all", "weighted", "temperature")),
+    Setting("temperature", "float", "T of `mixing = temperature` (size^(1/T))", default=2.0, lo=0.0),
+    Setting("seed", "int", "random seed", default=1),
+    Setting("ema", "float", "EMA decay of the weights (0: off)", default=0.0, lo=0.0, hi=1.0),
+    Setting("eval_every", "int", "validate every N updates", default=500, lo=1),
+    Setting("save_every", "int", "checkpoint every N updates", default=500, lo=1),
+    Setting("keep_last", "int", "checkpoints kept", default=2, lo=1),
+    Setting("patience", "int", "stop after N validations without improvement (0: never)", default=0, lo=0),
+    Setting("out", "path", "run directory", default="runs/ofac"),
+    Setting("device", "choice", "where to train", default="auto", choices=("auto", "cpu", "cuda")),
+    Setting("num_workers", "int", "data loader workers per task", default=0, lo=0),
+))
+
+EXPORT = BlockSchema("export", "ONNX export", (
+    Setting("opset", "int", "ONNX opset", default=18, lo=13),
+    Setting("tasks", "names", "export only these tasks (default: all)", default=()),
+    Setting("out", "path", "output folder", default="export"),
+))
+
+BLOCKS: dict[str, BlockSchema] = {b.kind: b for b in (TASK, MODEL, TRAIN, EXPORT, GENERATE)}
+TOP_LEVEL = ("task", "model", "train", "export")
