@@ -260,6 +260,7 @@ def _choice(slot: ast.Slot, modality, side: str, what: str, diags: Diagnostics):
             return _no_default_adaptor(slot, modality, side, diags)
         return default
     options = modality.preprocessors if what == "preprocess" else modality.adaptors
+    noun = "preprocessor" if what == "preprocess" else "adaptor"
     found = next((o for o in options if o.name == attr.value), None)
     code = "E0015" if what == "preprocess" else "E0016"
     if found is None:
@@ -267,21 +268,24 @@ def _choice(slot: ast.Slot, modality, side: str, what: str, diags: Diagnostics):
                   for o in (m.preprocessors if what == "preprocess" else m.adaptors) if o.name == attr.value]
         guess = closest(attr.value, [o.name for o in options])
         if owners:
-            help_ = f"`{attr.value}` is a {what}or of {', '.join(owners)}, not of {modality.name}"
+            help_ = f"`{attr.value}` is {_a(noun)} of {', '.join(owners)}, not of {modality.name}"
         else:
-            help_ = (f"did you mean `{guess}`? " if guess else "") + f"{modality.name} {what}ors: " + \
+            help_ = (f"did you mean `{guess}`? " if guess else "") + f"{modality.name} {noun}s: " + \
                 ", ".join(o.name for o in options)
-        diags.error(code, f"unknown {what}or `{attr.value}` for {modality.name}", attr.value_span,
-                    label=f"not a {modality.name} {what}or", help=help_.replace("adaptoror", "adaptor")
-                    .replace("preprocessor of", "preprocessor of"))
+        diags.error(code, f"unknown {noun} `{attr.value}` for {modality.name}", attr.value_span,
+                    label=f"not {_a(modality.name)} {noun}", help=help_)
         return None
     if side not in found.sides:
         only = next(iter(found.sides))
-        diags.error("E0017", f"{what}{'or' if what == 'preprocess' else ''} `{found.name}` cannot be used on "
+        diags.error("E0017", f"{noun} `{found.name}` cannot be used on "
                     f"the {side} side", attr.value_span, label=f"{only} only",
                     help=f"`{found.name}` ({found.doc}) works on the {only} side only")
         return None
     return found.name
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0].upper() in "AEIOU" else "a ") + word
 
 
 def _no_default_adaptor(slot: ast.Slot, modality, side: str, diags: Diagnostics):
@@ -379,13 +383,15 @@ def _same_structure(templates: list[TypedTemplate], diags: Diagnostics) -> None:
     def shape(t):
         return tuple(tuple(seg.signature() for seg in segments(side)) for side in (t.encoder, t.decoder))
 
+    def describe(s):
+        return "; ".join(f"{side}: {' + '.join(segs) or 'nothing'}" for side, segs in zip(SIDES, s))
+
     first = templates[0] if templates else None
     for other in templates[1:]:
         if shape(other) != shape(first):
             diags.error("E0028", "alternative templates of a task must have the same slot structure", other.span,
-                        label=" + ".join(" ".join(s) for s in shape(other)),
-                        notes=(Note("the first template is " + " + ".join(" ".join(s) for s in shape(first)),
-                                    first.span),),
+                        label=describe(shape(other)),
+                        notes=(Note("the first template has " + describe(shape(first)), first.span),),
                         help="every `|||` alternative is batched with the others: give each the same "
                              "non-text slots in the same order")
 

@@ -60,8 +60,11 @@ def _schema(block: ast.Block, allowed, diags: Diagnostics) -> BlockSchema | None
     schema = BLOCKS.get(block.kind) if block.kind in allowed else None
     if schema is None:
         guess = closest(block.kind, allowed)
-        diags.error("E0030", f"unknown block `{block.kind}`", block.kind_span, label="not a block",
-                    help=f"did you mean `{guess}`?" if guess else "blocks here are: " + ", ".join(allowed))
+        if guess:
+            help_ = f"did you mean `{guess}`?"
+        else:
+            help_ = "blocks here are: " + ", ".join(allowed) if allowed else "no block can be nested here"
+        diags.error("E0030", f"unknown block `{block.kind}`", block.kind_span, label="not a block", help=help_)
         return None
     if schema.labelled and block.label is None:
         diags.error("E0031", f"a `{block.kind}` block needs a name", block.kind_span, label="unnamed",
@@ -162,7 +165,15 @@ def typed_value(value: ast.Value, s: Setting, diags: Diagnostics):
 
 
 _KIND_TEXT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-              "path": "a path"}
+              "path": "a path", "choice": "one word"}
+
+
+def _shown(path: Path) -> str:
+    """A path as a user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _type_error(value: ast.Value, s: Setting, found: str, diags: Diagnostics):
@@ -200,7 +211,7 @@ def _check_columns(task: CheckedTask, block: ast.Block, base: Path, diags: Diagn
             path = (base / rel).resolve()
             if not path.exists():
                 diags.error("E0039", f"data file `{rel}` not found", vspan.span, label="no such file",
-                            help=f"paths are relative to the task file's folder ({base}); looked for {path}")
+                            help=f"paths are relative to the task file's folder; looked for {_shown(path)}")
                 continue
             key = (path, names)
             if key not in cache:

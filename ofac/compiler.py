@@ -12,6 +12,7 @@ from .ir import TaskIR
 from .lower import lower_task
 from .parse import parse_file, parse_instruction
 from .settings import TASK
+from .source import SourceFile
 from .typed import CheckedFile, CheckedTask
 
 
@@ -26,11 +27,9 @@ class CompiledFile:
 
 
 def compile_instruction(text: str, task: str = "instruction", name: str = "<instruction>",
-                        model: tuple = ()) -> tuple[TaskIR | None, list[Diagnostic]]:
+                        model: tuple = (), first_line: int = 1) -> tuple[TaskIR | None, list[Diagnostic]]:
     """Compile one instruction string (the Python API and `--instruction`)."""
-    from .source import SourceFile
-
-    instr, diags = parse_instruction(text, SourceFile(name, text))
+    instr, diags = parse_instruction(text, SourceFile(name, text, first_line))
     if instr is None:
         return None, diags.items
     typed = check_instruction(instr, diags)

@@ -109,7 +109,6 @@ class _InstructionBuilder:
         toks = [t for t in tree.scan_values(lambda v: isinstance(v, Token))]
         open_, name, close = toks[0], tree.children[1], toks[-1]
         span = self.span(open_.start_pos, close.end_pos)
-        self.check_blanks(toks[:-1], span)
         column = column_span = None
         attrs: list[ast.Attr] = []
         for child in tree.children[2:-1]:
@@ -132,6 +131,7 @@ class _InstructionBuilder:
                 label="not a modality",
                 help="this is fine if you meant the literal text; a slot is written `[MODALITY:column]`")
             return ast.Text(span.text, span=span)
+        self.check_blanks(toks[:-1], span)
         return slot
 
     def attrs(self, tree: Tree) -> list[ast.Attr]:
@@ -153,12 +153,12 @@ class _InstructionBuilder:
             out.append(ast.Attr(key.value.rstrip(), value,
                                 span=Span(self.source, self.base + key.start_pos, end),
                                 value_span=value_span))
-        empties = sum(1 for c in tree.children if isinstance(c, Token)) - len(out)
-        if empties > 0:
-            self.diags.warning(
-                "W0104", "empty attribute in slot", self.span(tree.children[0].start_pos, tree.children[-1].end_pos),
-                label="`,` with no attribute after it",
-                help="remove the extra `,`")
+        kids = tree.children
+        for i, child in enumerate(kids):
+            if isinstance(child, Token) and (i + 1 == len(kids) or isinstance(kids[i + 1], Token)):
+                self.diags.warning("W0104", "empty attribute in slot", self.span(child.start_pos, child.start_pos + 1),
+                                   label="`,` with no attribute after it", help="remove the extra `,`")
+                break
         return out
 
     def check_blanks(self, toks: list[Token], slot_span: Span) -> None:

@@ -11,6 +11,7 @@ class SourceFile:
 
     name: str
     text: str
+    first_line: int = 1  # the line number of the text's first line (an instruction inside a file)
     _line_starts: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -21,11 +22,11 @@ class SourceFile:
         """1-based (line, column) of a character offset."""
         offset = max(0, min(offset, len(self.text)))
         line = bisect.bisect_right(self._line_starts, offset) - 1
-        return line + 1, offset - self._line_starts[line] + 1
+        return line + self.first_line, offset - self._line_starts[line] + 1
 
     def line_text(self, line: int) -> str:
         """The text of a 1-based line, without its newline."""
-        start = self._line_starts[line - 1]
+        start = self._line_starts[line - self.first_line]
         end = self.text.find("\n", start)
         return self.text[start:] if end < 0 else self.text[start:end]
 

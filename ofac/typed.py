@@ -73,7 +73,7 @@ class Segment:
     def signature(self) -> str:
         if self.kind == "slot":
             s = self.items[0]
-            return f"{s.modality}/{s.preprocess}/{s.adaptor}"
+            return f"{s.modality}({s.preprocess}, {s.adaptor})"
         return "tokens"
 
 
