@@ -141,4 +141,4 @@ Entry = Union[Pair, InstructionLine, Block]
 @dataclass(frozen=True)
 class TaskFile:
     blocks: tuple[Block, ...]
-    source_name: str = ""
+    source_name: str = field(default="", compare=False)
