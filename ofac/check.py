@@ -16,13 +16,13 @@ SIDES = ("encoder", "decoder")
 
 def check_instruction(instr: ast.Instruction, diags: Diagnostics) -> tuple[TypedTemplate, ...] | None:
     """Check every template of an instruction; None when any of them has an error."""
-    before = sum(d.is_error for d in diags)
+    before = diags.error_count
     templates = [t for t in (_template(t, diags) for t in instr.templates) if t is not None]
-    if sum(d.is_error for d in diags) > before:
+    if diags.error_count > before:
         return None
     _same_structure(templates, diags)
     _consistent_columns(templates, diags)
-    if sum(d.is_error for d in diags) > before:
+    if diags.error_count > before:
         return None
     return tuple(templates)
 
@@ -125,9 +125,9 @@ def _slot(slot: ast.Slot, side: str, position: int, diags: Diagnostics, repeated
         diags.error("E0009", "empty column name", slot.column_span, label="a column name goes here",
                     help=f"name the data column, e.g. `[{modality.name}:my_column]`, or drop the `:`")
         return None
-    before = len(diags)
+    before = diags.error_count
     attrs = _attrs(slot, modality, side, diags)
-    if any(d.is_error for d in diags.items[before:]):
+    if diags.error_count > before:
         return None
     preprocess = _choice(slot, modality, side, "preprocess", diags)
     adaptor = _choice(slot, modality, side, "adaptor", diags)

@@ -50,7 +50,7 @@ def check(
         raise typer.BadParameter("give at least one FILE or --instruction", param_hint="FILES")
     diags: list[Diagnostic] = []
     for path in files or ():
-        diags += compiler.compile_file(path, check_data=not no_data)[1]
+        diags += compiler.check_file_at(path, check_data=not no_data)
     for i, text in enumerate(instruction or ()):
         name = "<instruction>" if len(instruction) == 1 else f"<instruction {i + 1}>"
         diags += compiler.compile_instruction(text, name=name)[1]

@@ -39,20 +39,28 @@ def compile_instruction(text: str, task: str = "instruction", name: str = "<inst
     return lower_task(CheckedTask(task, typed, defaults), model), diags.items
 
 
-def compile_source(text: str, name: str = "<file>", base_dir: Path | None = None,
-                   check_data: bool = True) -> tuple[CompiledFile | None, list[Diagnostic]]:
-    """Compile the text of a `.ofa` file; data files resolve against `base_dir`."""
+def compile_source(text: str, name: str = "<file>", base_dir: Path | None = None, check_data: bool = True,
+                   lower: bool = True) -> tuple[CompiledFile | None, list[Diagnostic]]:
+    """Compile the text of a `.ofa` file; data files resolve against `base_dir`.  With
+    `lower=False` it stops after type checking (what `ofac check` needs: lowering never
+    finds a user mistake), and the result has no tasks' IR."""
     tf, diags, _ = parse_file(text, name)
     if tf is None:
         return None, diags.items
     checked = check_file(tf, diags, base_dir, check_data)
     if checked is None or diags.has_errors:
         return None, diags.items
-    tasks = tuple(lower_task(t, checked.model) for t in checked.tasks)
+    tasks = tuple(lower_task(t, checked.model) for t in checked.tasks) if lower else ()
     return CompiledFile(name, checked, tasks), diags.items
 
 
-def compile_file(path: str | Path, check_data: bool = True) -> tuple[CompiledFile | None, list[Diagnostic]]:
+def check_file_at(path: str | Path, check_data: bool = True) -> list[Diagnostic]:
+    """Every diagnostic of a task file: parse and type check, no lowering (`ofac check`)."""
+    return compile_file(path, check_data, lower=False)[1]
+
+
+def compile_file(path: str | Path, check_data: bool = True,
+                 lower: bool = True) -> tuple[CompiledFile | None, list[Diagnostic]]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -62,7 +70,7 @@ def compile_file(path: str | Path, check_data: bool = True) -> tuple[CompiledFil
         diags.error("E0044", f"cannot read `{path}`: {reason}", file=str(path),
                     help="check the path; task files are UTF-8 text")
         return None, diags.items
-    return compile_source(text, str(path), path.parent, check_data)
+    return compile_source(text, str(path), path.parent, check_data, lower)
 
 
 def load(path: str | Path) -> CompiledFile:

@@ -1,7 +1,7 @@
 """Diagnostics: the one way ofac reports a user mistake, at any stage."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from .source import Span
@@ -61,24 +61,31 @@ class Diagnostic:
         }
 
 
-@dataclass
 class Diagnostics:
-    """A collector: passes append, the driver decides when to stop."""
+    """A collector: passes append, the driver decides when to stop.  Keeps an error count
+    so that passes can ask "did this step add errors?" in constant time."""
 
-    items: list[Diagnostic] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+        self.error_count = 0
+
+    def add(self, d: Diagnostic) -> None:
+        self.items.append(d)
+        self.error_count += d.is_error
 
     def error(self, code: str, message: str, span: Span | None = None, **kw) -> None:
-        self.items.append(Diagnostic(code, Severity.ERROR, message, span, **kw))
+        self.add(Diagnostic(code, Severity.ERROR, message, span, **kw))
 
     def warning(self, code: str, message: str, span: Span | None = None, **kw) -> None:
-        self.items.append(Diagnostic(code, Severity.WARNING, message, span, **kw))
+        self.add(Diagnostic(code, Severity.WARNING, message, span, **kw))
 
     def extend(self, other: "Diagnostics | list[Diagnostic]") -> None:
-        self.items.extend(other.items if isinstance(other, Diagnostics) else other)
+        for d in (other.items if isinstance(other, Diagnostics) else other):
+            self.add(d)
 
     @property
     def has_errors(self) -> bool:
-        return any(d.is_error for d in self.items)
+        return self.error_count > 0
 
     def __iter__(self):
         return iter(self.items)

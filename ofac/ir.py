@@ -24,6 +24,15 @@ OPCODES = {
     "postprocess": (1, 1),
 }
 UNIQUE = ("encoder.concat", "decoder.target", "loss", "generate", "postprocess")
+_FAMILIES: dict[str, str] = {}
+
+
+def family_of(op: str) -> str:
+    """`preprocess.image` -> `preprocess`; exact opcodes such as `read.column` are their own family."""
+    fam = _FAMILIES.get(op)
+    if fam is None:
+        fam = _FAMILIES[op] = op if op in OPCODES else op.split(".")[0]
+    return fam
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class Op:
 
     @property
     def family(self) -> str:
-        return self.op if self.op in OPCODES else self.op.split(".")[0]
+        return family_of(self.op)
 
     def get(self, name: str, default=None):
         return next((v for k, v in self.attrs if k == name), default)
@@ -147,42 +156,45 @@ def verify(p: Program) -> list[str]:
     """The invariants every Program holds; an empty list when it is well formed."""
     problems = []
     used: set[int] = set()
-    counts: dict[str, int] = {}
-    for i, op in enumerate(p.ops):
+    fams = [family_of(op.op) for op in p.ops]
+    for i, (op, fam) in enumerate(zip(p.ops, fams)):
         where = f"%{op.id} {op.op}"
         if op.id != i:
             problems.append(f"{where}: id should be {i}")
-        if op.family not in OPCODES:
+        if fam not in OPCODES:
             problems.append(f"{where}: unknown opcode")
             continue
-        lo, hi = OPCODES[op.family]
+        lo, hi = OPCODES[fam]
         if len(op.args) < lo or (hi is not None and len(op.args) > hi):
             problems.append(f"{where}: takes {lo}..{hi if hi is not None else 'n'} args, has {len(op.args)}")
         for a in op.args:
             if not isinstance(a, int) or not 0 <= a < i:
                 problems.append(f"{where}: argument %{a} is not defined before use")
-        used.update(a for a in op.args if isinstance(a, int))
-        counts[op.family] = counts.get(op.family, 0) + 1
+            else:
+                used.add(a)
     for family in UNIQUE:
-        if counts.get(family, 0) != 1:
-            problems.append(f"expected exactly one {family} op, found {counts.get(family, 0)}")
-    for op in p.ops:
-        if op.family not in ("loss", "generate", "postprocess", "encoder.concat", "decoder.target") \
-                and op.id not in used:
+        n = fams.count(family)
+        if n != 1:
+            problems.append(f"expected exactly one {family} op, found {n}")
+    for op, fam in zip(p.ops, fams):
+        if fam not in _SINKS and op.id not in used:
             problems.append(f"%{op.id} {op.op}: result is never used")
-    problems += _check_edges(p)
-    return problems
+    return problems + _check_edges(p, fams)
 
 
-def _check_edges(p: Program) -> list[str]:
+_SINKS = ("loss", "generate", "postprocess", "encoder.concat", "decoder.target")
+_INPUTS = {"loss": ("decoder.target",), "generate": ("decoder.target",), "postprocess": ("generate",)}
+
+
+def _check_edges(p: Program, fams: list[str]) -> list[str]:
     problems = []
-    ops = p.ops
-    for op in ops:
-        kinds = [ops[a].family for a in op.args if isinstance(a, int) and 0 <= a < len(ops)]
-        if op.family in ("loss", "generate") and kinds != ["decoder.target"]:
-            problems.append(f"%{op.id} {op.op}: must take the decoder.target")
-        if op.family == "postprocess" and kinds != ["generate"]:
-            problems.append(f"%{op.id} {op.op}: must take the generate op")
-        if op.family in ("encoder.concat", "decoder.target") and any(k != "adapt" for k in kinds):
+    n = len(p.ops)
+    for op, fam in zip(p.ops, fams):
+        if fam not in _INPUTS and fam not in ("encoder.concat", "decoder.target"):
+            continue
+        kinds = [fams[a] for a in op.args if isinstance(a, int) and 0 <= a < n]
+        if fam in _INPUTS and kinds != list(_INPUTS[fam]):
+            problems.append(f"%{op.id} {op.op}: must take the {_INPUTS[fam][0]} op")
+        if fam in ("encoder.concat", "decoder.target") and any(k != "adapt" for k in kinds):
             problems.append(f"%{op.id} {op.op}: takes adapt ops only")
     return problems

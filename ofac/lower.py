@@ -24,28 +24,23 @@ def lower_task(task: CheckedTask, model: tuple = ()) -> TaskIR:
         problems = verify(p)
         if problems:  # a compiler bug, never a user mistake
             raise AssertionError(f"lowering produced invalid IR for task {task.name}: {problems}")
-    first = programs[0]
-    target = first.find("decoder.target")[0]
+    by_family: dict[str, list[Op]] = {}
+    for op in programs[0].ops:
+        by_family.setdefault(op.family, []).append(op)
+    output = by_family["decoder.target"][0].get("output")
     metric = task.setting("metric", "auto")
     if metric == "auto":
-        constrained = first.find("loss")[0].get("constrained", False)
-        metric = "accuracy" if constrained else _METRIC_BY_OUTPUT.get(target.get("output"), "none")
+        constrained = by_family["loss"][0].get("constrained", False)
+        metric = "accuracy" if constrained else _METRIC_BY_OUTPUT.get(output, "none")
+    reads = by_family["read.column"]
     meta = (
-        ("instruction", " ||| ".join(_canonical(t) for t in task.templates)),
-        ("output", target.get("output")),
+        ("instruction", " ||| ".join(t.span.text if t.span is not None else "" for t in task.templates)),
+        ("output", output),
         ("metric", metric),
-        ("inputs", _columns(first, "encoder")),
-        ("targets", _columns(first, "decoder")),
+        ("inputs", tuple(dict.fromkeys(o.get("column") for o in reads if o.get("side") == "encoder"))),
+        ("targets", tuple(dict.fromkeys(o.get("column") for o in reads if o.get("side") == "decoder"))),
     )
     return TaskIR(task.name, programs, meta)
-
-
-def _canonical(t: TypedTemplate) -> str:
-    return t.span.text if t.span is not None else ""
-
-
-def _columns(p: Program, side: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(o.get("column") for o in p.find("read.column") if o.get("side") == side))
 
 
 class _Lowering:

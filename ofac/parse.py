@@ -14,6 +14,8 @@ from .modalities import MODALITY_NAMES
 from .names import closest
 from .source import SourceFile, Span
 
+_SLOT_HEAD = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z0-9_]*))?")
+_SLOT_ATTR = re.compile(r',(?:([A-Za-z_][A-Za-z0-9_]*)(?:(=)("[^"\n]*"|[^,\[\]\s"]+)?)?)?')
 _SLOT_OPEN = re.compile(r"\[[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*[:,\]]")
 
 
@@ -33,7 +35,7 @@ def parse_instruction(text: str, source: SourceFile | None = None, base: int = 0
     try:
         tree = _parser("instruction").parse(text)
     except UnexpectedInput as err:
-        diags.items.append(_instruction_error(err, text, source, base))
+        diags.add(_instruction_error(err, text, source, base))
         return None, diags
     builder = _InstructionBuilder(source, base, diags)
     return builder.instruction(tree, len(text)), diags
@@ -106,6 +108,8 @@ class _InstructionBuilder:
         return ast.Repeat(inner, span=self.span(open_.start_pos, close.end_pos))
 
     def slot(self, tree: Tree):
+        if tree.children[0].type == "SLOT":
+            return self.slot_token(tree.children[0])
         toks = [t for t in tree.scan_values(lambda v: isinstance(v, Token))]
         open_, name, close = toks[0], tree.children[1], toks[-1]
         span = self.span(open_.start_pos, close.end_pos)
@@ -125,14 +129,47 @@ class _InstructionBuilder:
         slot = ast.Slot(modality, column, tuple(attrs), span=span,
                         modality_span=self.tok_span(name), column_span=column_span)
         if column is None and not attrs and _looks_like_text(modality):
-            # `[A]`, `[MASK]`: OFASys keeps bracketed words that are no slot as text.
-            self.diags.warning(
-                "W0103", f"`{span.text}` is read as plain text, not as a slot", span,
-                label="not a modality",
-                help="this is fine if you meant the literal text; a slot is written `[MODALITY:column]`")
-            return ast.Text(span.text, span=span)
+            return self.bracket_text(span)
         self.check_blanks(toks[:-1], span)
         return slot
+
+    def slot_token(self, tok: Token):
+        """A well-formed slot lexed as one token: split it with one regex."""
+        text, at = tok.value, self.base + tok.start_pos
+        head = _SLOT_HEAD.match(text)
+        name, column = head.group(1), head.group(2)
+        column_span = None
+        if column is not None:
+            column_span = Span(self.source, at + head.start(2) - (not column), at + head.end(2))
+        attrs, empty = [], None
+        for m in _SLOT_ATTR.finditer(text, head.end()):
+            if m.group(1) is None:
+                empty = empty or Span(self.source, at + m.start(), at + m.start() + 1)
+                continue
+            value = value_span = None
+            if m.group(2) is not None:  # `key=` or `key=value`
+                value = m.group(3) or ""
+                vs, ve = (m.start(3), m.end(3)) if m.group(3) is not None else (m.start(2), m.end(2))
+                value_span = Span(self.source, at + vs, at + ve)
+                if value.startswith('"'):
+                    value = value[1:-1]
+            attrs.append(ast.Attr(m.group(1), value, span=Span(self.source, at + m.start(1), at + m.end()),
+                                  value_span=value_span))
+        span = Span(self.source, at, at + len(text))
+        if column is None and not attrs and empty is None and _looks_like_text(name):
+            return self.bracket_text(span)
+        if empty is not None:
+            self.diags.warning("W0104", "empty attribute in slot", empty,
+                               label="`,` with no attribute after it", help="remove the extra `,`")
+        return ast.Slot(name, column, tuple(attrs), span=span,
+                        modality_span=Span(self.source, at + 1, at + 1 + len(name)), column_span=column_span)
+
+    def bracket_text(self, span: Span) -> ast.Text:
+        # `[A]`, `[MASK]`: OFASys keeps bracketed words that are no slot as text.
+        self.diags.warning(
+            "W0103", f"`{span.text}` is read as plain text, not as a slot", span, label="not a modality",
+            help="this is fine if you meant the literal text; a slot is written `[MODALITY:column]`")
+        return ast.Text(span.text, span=span)
 
     def attrs(self, tree: Tree) -> list[ast.Attr]:
         out = []
@@ -230,7 +267,7 @@ def parse_file(text: str, name: str = "<file>"):
     try:
         tree = _parser("taskfile").parse(text)
     except UnexpectedInput as err:
-        diags.items.append(_file_error(err, text, source))
+        diags.add(_file_error(err, text, source))
         return None, diags, source
     blocks = tuple(_block(b, source, diags) for b in tree.children)
     return ast.TaskFile(blocks, source_name=name), diags, source

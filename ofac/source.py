@@ -13,10 +13,12 @@ class SourceFile:
     text: str
     first_line: int = 1  # the line number of the text's first line (an instruction inside a file)
     _line_starts: tuple[int, ...] = field(init=False, repr=False)
+    _locations: dict = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         starts = [0] + [i + 1 for i, ch in enumerate(self.text) if ch == "\n"]
         object.__setattr__(self, "_line_starts", tuple(starts))
+        object.__setattr__(self, "_locations", {})  # (start, end) -> "file:l:c-l:c"
 
     def line_col(self, offset: int) -> tuple[int, int]:
         """1-based (line, column) of a character offset."""
@@ -49,9 +51,14 @@ class Span:
 
     def location(self) -> str:
         """`file:line:col-line:col`, the form stored in IR and shown to users."""
-        l0, c0 = self.source.line_col(self.start)
-        l1, c1 = self.source.line_col(self.end)
-        return f"{self.source.name}:{l0}:{c0}-{l1}:{c1}"
+        cache = self.source._locations
+        key = (self.start, self.end)
+        loc = cache.get(key)
+        if loc is None:
+            l0, c0 = self.source.line_col(self.start)
+            l1, c1 = self.source.line_col(self.end)
+            loc = cache[key] = f"{self.source.name}:{l0}:{c0}-{l1}:{c1}"
+        return loc
 
 
 def span_field():
