@@ -125,6 +125,36 @@ def fmt(
     raise typer.Exit(1 if failed or (check_only and changed) else 0)
 
 
+@app.command()
+def modalities(
+    name: Optional[str] = typer.Argument(None, help="Show only this modality (e.g. TEXT).", show_default=False),
+) -> None:
+    """Print the modality table: attributes, preprocessors and adaptors the checker accepts."""
+    from rich.table import Table
+
+    from .modalities import MODALITIES
+
+    out = _console()
+    chosen = [m for m in MODALITIES.values() if name is None or m.name == name.upper()]
+    if not chosen:
+        raise typer.BadParameter(f"no modality `{name}` (modalities: {', '.join(MODALITIES)})", param_hint="NAME")
+    for m in chosen:
+        out.print(f"[bold]{m.name}[/bold]: {m.doc}" + (" (fuses into token groups)" if m.token_like else ""))
+        table = Table("attribute", "value", "sides", "meaning", show_edge=False, pad_edge=False)
+        for a in m.attrs:
+            value = a.kind if a.kind != "flag" else "-"
+            if a.range_text():
+                value += " " + a.range_text()
+            meaning = a.doc + (f" (needs preprocess={'|'.join(a.preprocess)})" if a.preprocess else "")
+            table.add_row(a.name, value, "/".join(sorted(a.sides)), ("[dim]deprecated:[/dim] " if a.deprecated
+                                                                       else "") + meaning)
+        out.print(table)
+        pre = ", ".join(p.name + ("*" if i == 0 else "") for i, p in enumerate(m.preprocessors))
+        ada = ", ".join(f"{a.name} ({'/'.join(sorted(a.sides))}{', generates' if a.target else ''})"
+                        for a in m.adaptors)
+        out.print(f"  preprocess= {pre}   (* default)\n  adaptor=    {ada}\n")
+
+
 def main() -> None:
     try:
         app()
