@@ -29,17 +29,16 @@ def check_file(tf: ast.TaskFile, diags: Diagnostics, base_dir: Path | None = Non
             continue
         if schema.labelled and block.label is not None:
             if block.label in seen_tasks:
-                diags.error("E0032", f"task `{block.label}` is declared twice", block.label_span,
-                            label="second declaration",
-                            notes=(Note("first declared here", seen_tasks[block.label].label_span),),
-                            help="task names must be unique: rename one of them")
+                diags.duplicate("E0032", f"task `{block.label}` is declared twice", block.label_span,
+                                seen_tasks[block.label].label_span, "first declared here",
+                                help="task names must be unique: rename one of them")
                 continue
             seen_tasks[block.label] = block
         elif not schema.repeatable:
             if block.kind in seen_blocks:
-                diags.error("E0033", f"a second `{block.kind}` block", block.kind_span, label="second block",
-                            notes=(Note("the first one is here", seen_blocks[block.kind].kind_span),),
-                            help=f"merge the settings into one `{block.kind}` block")
+                diags.duplicate("E0033", f"a second `{block.kind}` block", block.kind_span,
+                                seen_blocks[block.kind].kind_span, "the first one is here",
+                                help=f"merge the settings into one `{block.kind}` block")
                 continue
             seen_blocks[block.kind] = block
         values, children = _settings(block, schema, diags)
@@ -101,8 +100,8 @@ def _settings(block: ast.Block, schema: BlockSchema, diags: Diagnostics):
             _unknown_key(entry, schema, diags)
             continue
         if entry.key in first:
-            diags.error("E0037", f"`{entry.key}` is set twice", entry.key_span, label="second time",
-                        notes=(Note("first set here", first[entry.key].key_span),), help="keep one of them")
+            diags.duplicate("E0037", f"`{entry.key}` is set twice", entry.key_span, first[entry.key].key_span,
+                            "first set here")
             continue
         first[entry.key] = entry
         value = typed_value(entry.value, setting, diags)

@@ -79,6 +79,11 @@ class Diagnostics:
     def warning(self, code: str, message: str, span: Span | None = None, **kw) -> None:
         self.add(Diagnostic(code, Severity.WARNING, message, span, **kw))
 
+    def duplicate(self, code: str, message: str, span: Span, first: Span, first_label: str,
+                  help: str = "keep one of them") -> None:
+        """Something given a second time: point at it and at the first one."""
+        self.error(code, message, span, label="second time", notes=(Note(first_label, first),), help=help)
+
     def extend(self, other: "Diagnostics | list[Diagnostic]") -> None:
         for d in (other.items if isinstance(other, Diagnostics) else other):
             self.add(d)

@@ -6,7 +6,7 @@ its automatic BOS/EOS, which decoder tokens carry loss, the forced prefix, the c
 constraint, the loss, the generator with its settings, and the postprocessor."""
 from __future__ import annotations
 
-from .check import target_output
+from .check_template import target_output
 from .ir import Op, Program, TaskIR, verify
 from .modalities import MODALITIES
 from .syntax import Marker, Text
