@@ -14,6 +14,7 @@ from .modalities import MODALITY_NAMES
 from .names import closest
 from .source import SourceFile, Span
 
+_TEXT_TOKENS = frozenset({"PLAIN", "LPAR", "RPAR", "LSQB", "RSQB"})
 _SLOT_HEAD = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z0-9_]*))?")
 _SLOT_ATTR = re.compile(r',(?:([A-Za-z_][A-Za-z0-9_]*)(?:(=)("[^"\n]*"|[^,\[\]\s"]+)?)?)?')
 _SLOT_OPEN = re.compile(r"\[[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*[:,\]]")
@@ -74,11 +75,15 @@ class _InstructionBuilder:
         out: list[ast.Item] = []
         run: list[Token] = []  # consecutive plain-text tokens are one Text
         for child in children:
-            if child.data == "text":
-                run.append(child.children[0])
-                continue
-            self.flush_text(run, out)
-            item = getattr(self, child.data)(child)
+            if isinstance(child, Token):
+                if child.type in _TEXT_TOKENS:
+                    run.append(child)
+                    continue
+                self.flush_text(run, out)
+                item = self.slot_token(child) if child.type == "SLOT" else self.marker(child)
+            else:
+                self.flush_text(run, out)
+                item = self.repeat(child) if child.data == "repeat" else self.slot(child)
             if isinstance(item, ast.Text) and out and isinstance(out[-1], ast.Text):
                 item = self.joined(out.pop(), item)
             out.append(item)
@@ -98,8 +103,7 @@ class _InstructionBuilder:
             text = ast.Text(self.source.text[lo:hi], span=Span(self.source, lo, hi))
             out.append(self.joined(out.pop(), text) if out and isinstance(out[-1], ast.Text) else text)
 
-    def marker(self, tree: Tree) -> ast.Marker:
-        tok = tree.children[0]
+    def marker(self, tok: Token) -> ast.Marker:
         return ast.Marker(tok.value[1:-1], span=self.tok_span(tok))
 
     def repeat(self, tree: Tree) -> ast.Repeat:
@@ -108,8 +112,6 @@ class _InstructionBuilder:
         return ast.Repeat(inner, span=self.span(open_.start_pos, close.end_pos))
 
     def slot(self, tree: Tree):
-        if tree.children[0].type == "SLOT":
-            return self.slot_token(tree.children[0])
         toks = [t for t in tree.scan_values(lambda v: isinstance(v, Token))]
         open_, name, close = toks[0], tree.children[1], toks[-1]
         span = self.span(open_.start_pos, close.end_pos)
@@ -254,7 +256,7 @@ def _instruction_error(err: UnexpectedInput, text: str, source: SourceFile, base
             "E0002", Severity.ERROR, f"malformed slot: unexpected `{found.strip() or found}`", at,
             label="not allowed here", help="a slot is written `[MODALITY:column,attr=value]`; column and "
             "attribute names use letters, digits and `_`")
-    return Diagnostic("E0001", Severity.ERROR, f"syntax error: unexpected `{found}`" if found else
+    return Diagnostic("E0001", Severity.ERROR, f"syntax error: unexpected `{found.strip()}`" if found else
                       "syntax error: unexpected end of instruction", at, label="unexpected here")
 
 
