@@ -150,6 +150,8 @@ class _Lowering:
             gen["beam"] = 1 if "beam" not in dict(self.task.generate) else gen["beam"]
         gen.update(self.task.generate)
         gen["constraint"] = "trie" if closed else "none"
+        if closed:  # candidates: the task's `answers`, or (empty) the targets seen in training
+            gen["answers"] = tuple(self.task.setting("answers", ()))
         generated = self.emit(f"generate.{target.generator}", [tgt], tuple(gen.items()), span)
         post = [("strip_prefix", True)] if seg.kind == "tokens" else []
         if output in ("box", "box_text"):

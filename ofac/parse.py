@@ -262,17 +262,40 @@ def _instruction_error(err: UnexpectedInput, text: str, source: SourceFile, base
 
 # --------------------------------------------------------------------------- task file
 
+_MAX_SYNTAX_ERRORS = 20
+
+
 def parse_file(text: str, name: str = "<file>"):
-    """Parse a `.ofa` task file.  Returns (TaskFile | None, Diagnostics, SourceFile)."""
+    """Parse a `.ofa` task file.  Returns (TaskFile | None, Diagnostics, SourceFile).
+
+    After a syntax error the parser resynchronizes: it blanks the offending line (keeping its
+    braces, so that blocks still nest, and every offset, so that spans stay exact) and parses
+    again, so that one run reports every syntax error of the file."""
     source = SourceFile(name, text)
     diags = Diagnostics()
-    try:
-        tree = _parser("taskfile").parse(text)
-    except UnexpectedInput as err:
-        diags.add(_file_error(err, text, source))
+    work, last = text, -1
+    while True:
+        try:
+            tree = _parser("taskfile").parse(work)
+            break
+        except UnexpectedInput as err:
+            pos = _error_pos(err, len(work))[0]
+            diags.add(_file_error(err, work, source))
+            if pos <= last or pos >= len(work) or diags.error_count >= _MAX_SYNTAX_ERRORS:
+                return None, diags, source
+            work, last = _blank_line(work, pos), pos
+    if diags.has_errors:
         return None, diags, source
     blocks = tuple(_block(b, source, diags) for b in tree.children)
     return ast.TaskFile(blocks, source_name=name), diags, source
+
+
+def _blank_line(text: str, pos: int) -> str:
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    end = len(text) if end < 0 else end
+    line = "".join(ch if ch in "{}" else " " for ch in text[start:end])
+    return text[:start] + line + text[end:]
 
 
 def _block(tree: Tree, source: SourceFile, diags: Diagnostics) -> ast.Block:

@@ -64,8 +64,15 @@ def test_decoder_prefix_and_loss_mask():
     assert group.get("loss") == (False, False, False, True) and group.get("prefix") == 3
     assert group.get("closed_set") is True
     (gen,) = lowered.programs[0].find("generate")
-    assert gen.get("constraint") == "trie" and gen.get("beam") == 1
+    assert gen.get("constraint") == "trie" and gen.get("beam") == 1 and gen.get("answers") == ()
     assert lowered.get("metric") == "accuracy"
+
+
+def test_closed_set_answers_reach_the_ir():
+    compiled, diags = compiler.compile_source(
+        "task vqa {\n  instruction: [IMAGE:i] [TEXT:q] -> [TEXT:a,closed_set]\n  answers = [yes, no, \"not sure\"]\n}\n")
+    (gen,) = compiled.task("vqa").programs[0].find("generate")
+    assert gen.get("answers") == ("yes", "no", "not sure")
 
 
 def test_alternatives_lower_to_one_program_each():
