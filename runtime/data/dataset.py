@@ -1,0 +1,110 @@
+"""Map-style datasets over tasks.  An item is `(task index, row index)`; the row is read
+lazily from its source and run through the task's IR.  Per-example randomness (masking,
+augmentation, template choice) is seeded by (seed, epoch, task, row), so an example is the
+same in every worker, on every rank and after a resume."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError, NotSupportedYet
+from ..collate import Batch, collate
+from ..execute import Sample, TaskRunner
+from .mixing import MicroBatch
+from .sources import Source
+
+
+@dataclass
+class Skipped:
+    """A row dropped under `on_error = skip`, reported at the end of the epoch."""
+
+    task: str
+    file: str
+    row: int | None
+    message: str
+
+
+class TaskData:
+    """One task's rows (several files are concatenated) and how to run them."""
+
+    def __init__(self, runner: TaskRunner, sources: list[Source], on_error: str = "fail"):
+        self.runner, self.sources, self.on_error = runner, list(sources), on_error
+        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+    @property
+    def name(self) -> str:
+        return self.runner.task.task
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, i: int) -> tuple[Source, int]:
+        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.sources[k], i - int(self.offsets[k])
+
+    def raw(self, i: int) -> dict:
+        src, j = self.locate(i)
+        return src.row(j)
+
+    def sample(self, i: int, rng: np.random.Generator) -> Sample | Skipped:
+        src, j = self.locate(i)
+        try:
+            row = src.row(j)
+            return self.runner(row, rng, src.base_dir, (src.name, src.row_number(j)))
+        except NotSupportedYet:
+            raise
+        except DataError as err:
+            if self.on_error == "skip":
+                return Skipped(self.name, src.name, err.row, str(err).split("\n")[0])
+            raise
+
+
+class MultiTaskDataset(torch.utils.data.Dataset):
+    """Indexable by (task index, row index); see `Mixer` for which indices form a batch."""
+
+    def __init__(self, tasks: list[TaskData], seed: int = 1):
+        self.tasks, self.seed = tasks, seed
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.tasks)
+
+    def sample(self, key: tuple[int, int, int]) -> Sample | Skipped:
+        task, row, epoch = key
+        rng = np.random.default_rng((self.seed, epoch, task, row))
+        return self.tasks[task].sample(row, rng)
+
+    def __getitem__(self, mb: MicroBatch) -> Batch | None:
+        """A whole micro-batch, built in the worker: samples, then collation."""
+        results = [self.sample(k) for k in mb.keys]
+        samples = [r for r in results if isinstance(r, Sample)]
+        skipped = [r for r in results if isinstance(r, Skipped)]
+        batch = collate(samples) if samples else None
+        return MixedBatch(mb.update, mb.task, mb.last_of_update, batch, skipped)
+
+
+@dataclass
+class MixedBatch:
+    """What the loader yields: a micro-batch (None if every row was skipped), where it falls
+    in the schedule, and the rows skipped under `on_error = skip`."""
+
+    update: int
+    task: int
+    last_of_update: bool
+    batch: Batch | None
+    skipped: list[Skipped]
+
+
+def column_lengths(task: TaskData, columns: list[str]) -> np.ndarray:
+    """A cheap length key per row (characters of its text columns), for length bucketing."""
+    out = np.zeros(len(task), dtype=np.int64)
+    for i in range(len(task)):
+        row = task.raw(i)
+        out[i] = sum(len(str(row.get(c, ""))) for c in columns)
+    return out
+
+
+def media_root(path: str | Path | None) -> Path | None:
+    return None if path is None else Path(path).resolve()

@@ -1,0 +1,129 @@
+"""Decoding media cell values: a path (relative to the data file), raw bytes, base64 text,
+a PIL image, a numpy/torch array, or a `{"array", "sampling_rate"}` audio dict."""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+
+_B64 = re.compile(r"^[A-Za-z0-9+/\s]+=*$")
+
+
+class MediaError(ValueError):
+    """Why a cell could not be decoded; the caller adds file, row and column."""
+
+
+def _bytes(value, base_dir: Path | None, what: str) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, dict) and "bytes" in value and value["bytes"] is not None:  # datasets Image/Audio
+        return bytes(value["bytes"])
+    if isinstance(value, dict) and value.get("path"):
+        value = value["path"]
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str):
+        raise MediaError(f"expected a path, bytes or base64 {what}, found {type(value).__name__}")
+    path = Path(value)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if len(value) < 1024 and path.exists():
+        return path.read_bytes()
+    if len(value) >= 64 and _B64.match(value[:4096]):
+        try:
+            return base64.b64decode(value, validate=False)
+        except (binascii.Error, ValueError) as err:
+            raise MediaError(f"invalid base64 {what}: {err}") from None
+    if value.startswith(("http://", "https://", "oss://")):
+        raise MediaError(f"{what} URLs are not fetched (ofac reads local data only): {value}")
+    raise MediaError(f"{what} file not found: {path}")
+
+
+def load_image(value, base_dir: Path | None = None):
+    """A PIL RGB image, EXIF-rotated; grayscale, palette, RGBA and 16-bit images converted."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if isinstance(value, Image.Image):
+        img = value
+    elif isinstance(value, np.ndarray) or type(value).__module__.startswith("torch"):
+        return _array_image(value)
+    else:
+        try:
+            img = Image.open(io.BytesIO(_bytes(value, base_dir, "image")))
+            img.load()
+        except (UnidentifiedImageError, OSError) as err:
+            raise MediaError(f"unreadable image: {err}") from None
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits
+        arr = np.asarray(img, dtype=np.float32)
+        hi = float(arr.max()) or 1.0
+        img = Image.fromarray((arr / hi * 255).astype(np.uint8))
+    if img.mode == "RGBA" or img.mode == "LA" or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, img)
+    return img.convert("RGB")
+
+
+def _array_image(value):
+    from PIL import Image
+
+    arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)  # CHW -> HWC
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * (255 if arr.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3):
+        raise MediaError(f"an image array must be HxW or HxWxC, found shape {arr.shape}")
+    return Image.fromarray(arr).convert("RGB")
+
+
+def load_audio(value, base_dir: Path | None = None) -> tuple[np.ndarray, int]:
+    """(mono float32 waveform, sample rate).  WAV, FLAC, OGG via soundfile."""
+    if isinstance(value, dict) and "array" in value:
+        wav = np.asarray(value["array"], dtype=np.float32)
+        rate = value.get("sampling_rate")
+        if not rate:
+            raise MediaError("an audio dict needs `sampling_rate`")
+        return _mono(wav), int(rate)
+    if isinstance(value, np.ndarray) or type(value).__module__.startswith("torch"):
+        raise MediaError("a bare audio array has no sample rate: pass {'array': ..., 'sampling_rate': ...}")
+    import soundfile as sf
+
+    try:
+        wav, rate = sf.read(io.BytesIO(_bytes(value, base_dir, "audio")), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise MediaError(f"unreadable audio: {err}") from None
+    return _mono(wav.T if wav.ndim == 2 else wav), int(rate)
+
+
+def _mono(wav: np.ndarray) -> np.ndarray:
+    if wav.ndim == 2:  # channels first after transposition
+        wav = wav.mean(axis=0) if wav.shape[0] <= 8 else wav.mean(axis=1)
+    if wav.ndim != 1 or wav.size == 0:
+        raise MediaError(f"audio must be a non-empty waveform, found shape {wav.shape}")
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def load_video(value, base_dir: Path | None, num_frames: int) -> np.ndarray:
+    """`num_frames` RGB frames [N, H, W, 3] uint8 sampled uniformly over the clip (PyAV)."""
+    import av
+
+    if isinstance(value, np.ndarray):
+        frames = value
+    else:
+        try:
+            with av.open(io.BytesIO(_bytes(value, base_dir, "video"))) as container:
+                frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        except (av.error.FFmpegError, ValueError, StopIteration) as err:
+            raise MediaError(f"unreadable video: {err}") from None
+    if frames.ndim != 4 or len(frames) == 0:
+        raise MediaError("a video has no frames")
+    idx = np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
+    return frames[idx]

@@ -1,0 +1,34 @@
+"""Runtime errors that are user mistakes carry a Diagnostic (file, row, column, cause, fix)."""
+from __future__ import annotations
+
+from ofac.diagnostics import Diagnostic, Severity
+
+
+class DataError(Exception):
+    """A bad data row or file.  `diagnostic` names the file, the row and column, and a fix."""
+
+    def __init__(self, code: str, message: str, *, file: str | None = None, row: int | None = None,
+                 column: str | None = None, help: str = "", op: str | None = None):
+        self.file, self.row, self.column = file, row, column
+        where = []
+        if file:
+            where.append(file)
+        if row is not None:
+            where.append(f"row {row}")
+        if column:
+            where.append(f"column `{column}`")
+        text = message if not where else f"{message} ({', '.join(where)})"
+        notes = ()
+        if op:
+            from ofac.diagnostics import Note
+
+            notes = (Note(f"while running IR op {op}"),)
+        self.diagnostic = Diagnostic(code, Severity.ERROR, text, None, notes=notes, help=help, file=file)
+        super().__init__(text + (f"\n  help: {help}" if help else ""))
+
+
+class NotSupportedYet(DataError):
+    """A construct the compiler accepts but the runtime cannot execute yet."""
+
+    def __init__(self, what: str, *, help: str = ""):
+        super().__init__("E0100", f"{what} is not supported by the ofac runtime yet", help=help)

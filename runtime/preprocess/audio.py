@@ -1,0 +1,66 @@
+"""AUDIO: decode (soundfile), downmix, resample to the target rate (torchaudio), 80-bin
+Kaldi log-mel fbank with utterance mean/variance normalization; SpecAugment at train time."""
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import torch
+import torchaudio
+
+from ..data.media import load_audio
+from .base import Context, Features
+
+
+def fbank(wav: np.ndarray, rate: int, target_rate: int, n_mels: int) -> torch.Tensor:
+    x = torch.from_numpy(wav).unsqueeze(0)
+    if rate != target_rate:
+        x = torchaudio.functional.resample(x, rate, target_rate)
+    feats = torchaudio.compliance.kaldi.fbank(x * 32768.0, num_mel_bins=n_mels, sample_frequency=target_rate,
+                                              dither=0.0)
+    mean, std = feats.mean(0, keepdim=True), feats.std(0, keepdim=True)
+    return (feats - mean) / (std + 1e-5)
+
+
+def spec_augment(feats: torch.Tensor, rng: np.random.Generator, freq_width: int = 27, time_ratio: float = 0.05,
+                 masks: int = 2) -> torch.Tensor:
+    feats = feats.clone()
+    frames, dims = feats.shape
+    for _ in range(masks):
+        f = int(rng.integers(0, freq_width + 1))
+        f0 = int(rng.integers(0, max(1, dims - f)))
+        feats[:, f0:f0 + f] = 0
+        t = int(rng.integers(0, max(1, int(frames * time_ratio)) + 1))
+        t0 = int(rng.integers(0, max(1, frames - t)))
+        feats[t0:t0 + t, :] = 0
+    return feats
+
+
+def audio(value, attrs: dict, ctx: Context) -> Features:
+    wav, rate = load_audio(value, ctx.base_dir)
+    max_seconds = attrs.get("max_seconds")
+    if max_seconds and len(wav) > max_seconds * rate:
+        raise ValueError(f"audio of {len(wav) / rate:.1f} s is longer than max_seconds={max_seconds}")
+    feats = fbank(wav, rate, attrs["sample_rate"], attrs["n_mels"])
+    if ctx.training:
+        feats = spec_augment(feats, ctx.rng)
+    k = attrs.get("n_frames_per_step") or 1
+    if k > 1:  # pack k frames per step
+        frames = feats.shape[0] // k * k
+        feats = feats[:frames].reshape(frames // k, -1)
+    return Features(feats, {"seconds": len(wav) / rate})
+
+
+def audio_embed(value, attrs: dict, ctx: Context) -> Features:
+    """Pre-extracted features: base64 of big-endian float32, `dim` values per frame."""
+    if isinstance(value, str):
+        arr = np.frombuffer(base64.b64decode(value), dtype=">f4").astype(np.float32)
+    else:
+        arr = np.asarray(value, dtype=np.float32)
+    dim = attrs["dim"]
+    if arr.size % dim:
+        raise ValueError(f"{arr.size} feature values do not split into frames of dim={dim}")
+    return Features(torch.from_numpy(arr.reshape(-1, dim).copy()))
+
+
+PREPROCESSORS = {"audio": audio, "audio_embed": audio_embed}

@@ -1,0 +1,68 @@
+"""STRUCT: tables, knowledge triples and database schemas linearized to text, then BPE, with
+the OFASys conventions (` : ` between cells, ` | ` between rows, lower-cased)."""
+from __future__ import annotations
+
+import json
+
+from .base import Context, Tokens
+from .text import clean
+
+
+def _cell(value) -> str:
+    return " ".join(str(value).replace("_", " ").split())
+
+
+def linearize_table(value, row_sep: str = " | ", col_sep: str = " : ") -> str:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return value  # already linearized
+    if isinstance(value, dict):  # {"header": [...], "rows": [[...], ...]} or {table_head, table_content}
+        head = value.get("header") or value.get("table_head") or []
+        rows = value.get("rows") or value.get("table_content") or []
+        name = value.get("name") or value.get("table_name")
+        parts = ([f"table : {_cell(name)}"] if name else []) + ([col_sep.join(map(_cell, head))] if head else [])
+        return row_sep.join(parts + [col_sep.join(map(_cell, r)) for r in rows])
+    if isinstance(value, (list, tuple)):  # rows, or (subject, relation, object) triples
+        return row_sep.join(col_sep.join(map(_cell, r)) if isinstance(r, (list, tuple)) else _cell(r) for r in value)
+    raise ValueError(f"a table is a list of rows, a dict with header/rows, or text; found {type(value).__name__}")
+
+
+def linearize_database(value) -> str:
+    """`| db_id | table : col , col ( v1 , v2 ) | ...` (the serialization of OFASys' Spider task)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if not isinstance(value, dict) or "tables" not in value:
+        raise ValueError("a database is {\"db_id\": ..., \"tables\": {table: [columns] | {column: [values]}}}")
+    parts = [_cell(value.get("db_id", "database"))]
+    for table, cols in value["tables"].items():
+        if isinstance(cols, dict):
+            rendered = [f"{_cell(c)} ( {' , '.join(map(_cell, vals))} )" if vals else _cell(c)
+                        for c, vals in cols.items()]
+        else:
+            rendered = [_cell(c) for c in cols]
+        parts.append(f"{_cell(table)} : {' , '.join(rendered)}")
+    return " | " + " | ".join(parts)
+
+
+def table(value, attrs: dict, ctx: Context) -> Tokens:
+    text = linearize_table(value, attrs.get("row_separator", " | "), attrs.get("col_separator", " : "))
+    return _tokens(text.lower(), attrs, ctx)
+
+
+def database(value, attrs: dict, ctx: Context) -> Tokens:
+    return _tokens(linearize_database(value).lower(), attrs, ctx)
+
+
+def _tokens(text: str, attrs: dict, ctx: Context) -> Tokens:
+    ids = ctx.vocab.encode(clean(text, attrs))
+    if attrs.get("max_length"):
+        ids = ids[: attrs["max_length"]]
+    return Tokens(ids)
+
+
+PREPROCESSORS = {"table": table, "database": database}

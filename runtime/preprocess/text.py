@@ -1,0 +1,94 @@
+"""TEXT: BPE tokens, with `max_length`, `uncased`, `no_punctuation`, BART span masking
+(`mask_ratio`) and random token noise (`noise_ratio`), the last two at train time only."""
+from __future__ import annotations
+
+import string
+
+import numpy as np
+
+from ..errors import NotSupportedYet
+from ..tokenizer import MASK
+from .base import Context, Tokens
+
+_PUNCT = str.maketrans("", "", string.punctuation)
+POISSON_LAMBDA = 3.0
+
+
+def clean(text: str, attrs: dict) -> str:
+    if attrs.get("uncased"):
+        text = text.lower()
+    if attrs.get("no_punctuation"):
+        text = text.translate(_PUNCT)
+    return text
+
+
+def as_text(value, what: str = "text") -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected {what} (a string), found {type(value).__name__}")
+
+
+def text(value, attrs: dict, ctx: Context) -> Tokens:
+    raw = attrs.get("text") if value is None else as_text(value)
+    ids = ctx.vocab.encode(clean(raw, attrs))
+    if attrs.get("max_length"):
+        ids = ids[: attrs["max_length"]]
+    inputs = None
+    if ctx.training and attrs.get("mask_ratio"):
+        inputs = span_mask(ids, attrs["mask_ratio"], ctx.rng)
+    if ctx.training and attrs.get("noise_ratio"):
+        inputs = add_noise(inputs if inputs is not None else ids, attrs["noise_ratio"], ctx)
+    return Tokens(ids, inputs)
+
+
+def span_mask(ids: list[int], ratio: float, rng: np.random.Generator) -> list[int]:
+    """BART text infilling: spans (lengths ~ Poisson(3)) covering `ratio` of the tokens are
+    each replaced by one <mask>."""
+    n = len(ids)
+    budget = int(round(n * ratio))
+    if budget == 0:
+        return list(ids)
+    masked = np.zeros(n, dtype=bool)
+    starts = []
+    while masked.sum() < budget:
+        length = max(1, min(int(rng.poisson(POISSON_LAMBDA)), budget - int(masked.sum())))
+        start = int(rng.integers(0, max(1, n - length + 1)))
+        if masked[start:start + length].any():
+            free = np.flatnonzero(~masked)
+            start, length = int(free[rng.integers(len(free))]), 1
+        masked[start:start + length] = True
+        starts.append(start)
+    out, i = [], 0
+    while i < n:
+        if masked[i]:
+            out.append(MASK)
+            while i < n and masked[i]:
+                i += 1
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def add_noise(ids: list[int], ratio: float, ctx: Context) -> list[int]:
+    """Replace each token by a random ordinary token with probability `ratio`."""
+    low = len(ctx.vocab.reserved_ids)  # specials and reserved tokens come first: the first BPE id
+    high = len(ctx.vocab)
+    flips = ctx.rng.random(len(ids)) < ratio
+    return [int(ctx.rng.integers(low, high)) if f else t for t, f in zip(ids, flips)]
+
+
+def not_yet(name: str, why: str):
+    def run(value, attrs, ctx):
+        raise NotSupportedYet(f"preprocess={name}", help=why)
+    return run
+
+
+PREPROCESSORS = {
+    "text": text,
+    # ASR targets: the text part is BPE; the phoneme CTC targets come with the ASR loss.
+    "text_phone": text,
+    "category": not_yet("category", "use a closed_set TEXT target: [TEXT:label,closed_set]"),
+}

@@ -1,0 +1,262 @@
+"""Preprocessors on real files, and their diagnostics for bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import lower
+from media import write_audio, write_image, write_video
+from ofac.runtime.data.media import MediaError, load_audio, load_image
+from ofac.runtime.errors import DataError, NotSupportedYet
+from ofac.runtime.execute import TaskRunner
+from ofac.runtime.preprocess import struct, text
+from ofac.runtime.preprocess.base import Context
+from ofac.runtime.preprocess.box import dequantize, quantize
+from ofac.runtime.tokenizer import BOS, EOS, MASK
+
+
+def run(instruction, row, vocab, tmp_path, split="train", seed=0):
+    return TaskRunner(lower(instruction), vocab, split)(row, np.random.default_rng(seed), tmp_path, ("rows.jsonl", 3))
+
+
+# ---------------------------------------------------------------- images
+
+@pytest.mark.parametrize("mode,ext", [("RGB", "png"), ("L", "png"), ("RGBA", "png"), ("P", "png"), ("RGB", "jpg"),
+                                      ("I;16", "png")])
+def test_image_modes_become_normalized_rgb(tmp_path, vocab, mode, ext):
+    write_image(tmp_path / f"a.{ext}", size=(40, 30), box=(5, 5, 20, 20), mode=mode)
+    s = run("[IMAGE:img] what? -> [TEXT:cap]", {"img": f"a.{ext}", "cap": "yes"}, vocab, tmp_path, "valid")
+    adaptor, x = s.encoder[0]
+    assert adaptor == "image_patch" and x.shape == (3, 256, 256) and x.dtype == torch.float32
+    assert -1.0 - 1e-5 <= float(x.min()) and float(x.max()) <= 1.0 + 1e-5  # mean=std=0.5 normalization
+    assert s.meta["images"]["img"]["orig_size"] == (40, 30)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert load_image("r.jpg", tmp_path).size == (20, 40)
+
+
+def test_image_from_bytes_array_and_pil(tmp_path):
+    from PIL import Image
+
+    write_image(tmp_path / "a.png", size=(12, 8))
+    raw = (tmp_path / "a.png").read_bytes()
+    assert load_image(raw).size == (12, 8)
+    assert load_image(np.zeros((8, 12, 3), dtype=np.uint8)).size == (12, 8)
+    assert load_image(torch.zeros(3, 8, 12)).size == (12, 8)
+    assert load_image(Image.new("L", (12, 8))).mode == "RGB"
+
+
+def test_corrupt_image_names_file_row_and_column(tmp_path, vocab):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    with pytest.raises(DataError) as err:
+        run("[IMAGE:img] what? -> [TEXT:cap]", {"img": "bad.png", "cap": "x"}, vocab, tmp_path)
+    d = err.value.diagnostic
+    assert err.value.file == "rows.jsonl" and err.value.row == 3 and err.value.column == "img"
+    assert "unreadable image" in d.message and d.notes and "preprocess.image" in d.notes[0].message
+
+
+def test_missing_image_file_and_missing_column(tmp_path, vocab):
+    with pytest.raises(DataError, match="image file not found"):
+        run("[IMAGE:img] what? -> [TEXT:cap]", {"img": "nope.png", "cap": "x"}, vocab, tmp_path)
+    with pytest.raises(DataError) as err:
+        run("[IMAGE:img] what? -> [TEXT:cap]", {"image": "a.png", "cap": "x"}, vocab, tmp_path)
+    assert err.value.column == "img" and "this row has columns: image, cap" in str(err.value)
+
+
+def test_image_mask_ratio_zeroes_the_centre(tmp_path, vocab):
+    write_image(tmp_path / "a.png", size=(32, 32), box=(0, 0, 31, 31))
+    s = run("what is the complete image of \" [IMAGE:img,mask_ratio=0.5] \"? -> [TEXT:cap]",
+            {"img": "a.png", "cap": "x"}, vocab, tmp_path, "valid")
+    (_, prompt), (adaptor, x), (_, rest) = s.encoder  # text, image, text
+    assert adaptor == "image_patch"
+    assert float(x[:, 100:150, 100:150].abs().sum()) == 0 and float(x[:, :40, :40].abs().sum()) > 0
+
+
+# ---------------------------------------------------------------- boxes
+
+def test_box_round_trip_through_resize_and_flip_within_half_a_bin(tmp_path, vocab):
+    write_image(tmp_path / "a.png", size=(300, 200))
+    task = lower("[IMAGE:img,preprocess=imagenet] where? -> [BOX:box]")
+    runner = TaskRunner(task, vocab, "train")
+    box = [30.5, 20.0, 211.0, 177.3]
+    bins, size = 1000, 256
+    flips = set()
+    for seed in range(8):
+        s = runner({"img": "a.png", "box": box}, np.random.default_rng(seed), tmp_path, ("r", 1))
+        meta = s.meta["images"]["img"]
+        flips.add(meta["flipped"])
+        ks = [vocab.bin_index[t] for t in s.target[:4]]
+        back = dequantize(ks, size, bins, meta["orig_size"], meta["flipped"])
+        half_bin_x, half_bin_y = 0.5 * 300 / (bins - 1) * size / size, 0.5 * 200 / (bins - 1)
+        for got, want, half in zip(back, box, (half_bin_x, half_bin_y) * 2):
+            assert abs(got - want) <= half * 1.0001 + 1e-6
+    assert flips == {True, False}  # both paths were exercised
+
+
+def test_quantize_clamps_and_orders():
+    assert quantize([-5, 0, 300, 256], 256, 1000) == [0, 0, 999, 999]
+
+
+def test_boxes_must_be_four_ordered_numbers(tmp_path, vocab):
+    write_image(tmp_path / "a.png")
+    for bad in ("1,2,3", [5, 5, 1, 1], "a,b,c,d"):
+        with pytest.raises(DataError, match="box"):
+            run("[IMAGE:img] where? -> [BOX:box]", {"img": "a.png", "box": bad}, vocab, tmp_path)
+
+
+def test_detection_repeats_boxes_and_labels(tmp_path, vocab):
+    write_image(tmp_path / "a.png", size=(64, 64))
+    row = {"img": "a.png", "boxes": [[0, 0, 10, 10], "20,20,40,40"], "labels": ["red box", "dot"]}
+    s = run("[IMAGE:img] objects? -> ([BOX:boxes] [TEXT:labels])*", row, vocab, tmp_path, "valid")
+    bins = [t for t in s.target if t in vocab.bin_index]
+    assert len(bins) == 8 and s.target[-1] == EOS and all(s.loss_mask)
+    assert vocab.decode(s.target) == "red box dot"
+    with pytest.raises(DataError, match="different lengths"):
+        run("[IMAGE:img] objects? -> ([BOX:boxes] [TEXT:labels])*", {**row, "labels": ["x"]}, vocab, tmp_path)
+
+
+# ---------------------------------------------------------------- text
+
+def test_text_group_bos_eos_prefix_and_loss(tmp_path, vocab):
+    s = run('is " [TEXT:s] " good? -> is " [TEXT:s,no_loss] " good? [TEXT:label,closed_set]',
+            {"s": "the quick fox", "label": "yes"}, vocab, tmp_path, "valid")
+    (_, enc), = s.encoder
+    assert enc[0] == BOS and enc[-1] == EOS
+    n_answer = len(vocab.encode("yes"))
+    assert s.loss_mask == [False] * s.prefix + [True] * (n_answer + 1)
+    assert s.decoder_input[0] == BOS and s.target[-1] == EOS and len(s.decoder_input) == len(s.target)
+    assert vocab.decode(s.target[s.prefix:]) == "yes"
+
+
+def test_text_attributes(tmp_path, vocab):
+    ctx = Context(vocab, "valid", np.random.default_rng(0))
+    assert vocab.decode(text.text("Hello, World!", {"uncased": True, "no_punctuation": True}, ctx).ids) == \
+        "hello world"
+    assert len(text.text("the quick brown fox jumps", {"max_length": 2}, ctx).ids) == 2
+
+
+def test_mask_ratio_masks_spans_at_train_time_only(tmp_path, vocab):
+    instr = 'what is the complete text of " [TEXT:s,mask_ratio=0.3] "? -> [TEXT:s]'
+    sentence = "the quick brown fox jumps over the lazy dog " * 3
+    train = run(instr, {"s": sentence}, vocab, tmp_path, "train")
+    valid = run(instr, {"s": sentence}, vocab, tmp_path, "valid")
+    assert MASK in train.encoder[0][1].tolist() and MASK not in valid.encoder[0][1].tolist()
+    assert len(train.encoder[0][1]) < len(valid.encoder[0][1])  # spans collapse to one <mask>
+    assert train.target == valid.target  # the target is the clean text
+
+
+def test_span_mask_covers_the_ratio():
+    ids = list(range(100, 300))
+    out = text.span_mask(ids, 0.3, np.random.default_rng(1))
+    kept = [t for t in out if t != MASK]
+    assert len(ids) - len(kept) == 60 and set(kept) <= set(ids)
+
+
+def test_noise_ratio_corrupts_inputs_not_targets(tmp_path, vocab):
+    s = run("summarize [TEXT:s] -> [TEXT:t,noise_ratio=0.9]", {"s": "a", "t": "the quick brown fox jumps"},
+            vocab, tmp_path, "train")
+    assert s.decoder_input[1:] != s.target[:-1] and vocab.decode(s.target) == "the quick brown fox jumps"
+
+
+def test_truncation_keeps_eos(tmp_path, vocab):
+    compiled = lower("[TEXT:s] -> [TEXT:t]")
+    s = TaskRunner(compiled, vocab, "valid")({"s": "x " * 2000, "t": "y " * 1000}, np.random.default_rng(0))
+    assert s.encoder[0][1].shape[0] == 512 and int(s.encoder[0][1][-1]) == EOS
+    assert len(s.target) == 127 and s.target[-1] == EOS  # BOS + 126 + EOS = max_length 128
+
+
+def test_test_split_reads_no_target(tmp_path, vocab):
+    s = run("[TEXT:s] -> answer: [TEXT:t]", {"s": "question"}, vocab, tmp_path, "test")
+    assert s.prefix == len(vocab.encode("answer:")) and s.target[-1] == EOS
+
+
+# ---------------------------------------------------------------- audio
+
+def test_audio_fbank_from_flac_and_stereo_wav(tmp_path, vocab):
+    write_audio(tmp_path / "a.flac", seconds=1.0, rate=22050)
+    write_audio(tmp_path / "b.wav", seconds=1.0, rate=8000, channels=2)
+    for name in ("a.flac", "b.wav"):
+        s = run("[AUDIO:wav] what is said? -> [TEXT:t]", {"wav": name, "t": "yes"}, vocab, tmp_path, "valid")
+        adaptor, feats = s.encoder[0]
+        assert adaptor == "audio_fbank" and feats.shape[1] == 80
+        assert 95 <= feats.shape[0] <= 100  # 10 ms frames at 16 kHz after resampling
+        assert abs(float(feats.mean())) < 1e-3 and abs(float(feats.std(0).mean()) - 1) < 0.05
+
+
+def test_audio_dict_as_datasets_gives_it(tmp_path, vocab):
+    wav = np.sin(np.linspace(0, 200, 16000)).astype(np.float32)
+    w, rate = load_audio({"array": wav, "sampling_rate": 16000})
+    assert rate == 16000 and w.shape == (16000,)
+    with pytest.raises(MediaError, match="sample rate"):
+        load_audio(wav)
+
+
+def test_spec_augment_only_in_training(tmp_path, vocab):
+    write_audio(tmp_path / "a.wav", seconds=2.0, rate=16000)
+    row = {"wav": "a.wav", "t": "x"}
+    train = run("[AUDIO:wav] said? -> [TEXT:t]", row, vocab, tmp_path, "train").encoder[0][1]
+    valid = run("[AUDIO:wav] said? -> [TEXT:t]", row, vocab, tmp_path, "valid").encoder[0][1]
+    assert (train == 0).sum() > (valid == 0).sum()
+
+
+def test_corrupt_audio(tmp_path, vocab):
+    (tmp_path / "bad.wav").write_bytes(b"RIFF....WAVEfmt nothing")
+    with pytest.raises(DataError, match="unreadable audio"):
+        run("[AUDIO:wav] said? -> [TEXT:t]", {"wav": "bad.wav", "t": "x"}, vocab, tmp_path)
+
+
+# ---------------------------------------------------------------- video
+
+def test_video_frames_are_sampled_uniformly(tmp_path, vocab):
+    write_video(tmp_path / "v.mp4", frames=12)
+    s = run("[VIDEO:v] what happens? -> [TEXT:t]", {"v": "v.mp4", "t": "x"}, vocab, tmp_path, "valid")
+    adaptor, x = s.encoder[0]
+    assert adaptor == "video_image_sequence" and x.shape == (8, 3, 256, 256)
+    assert not torch.equal(x[0], x[-1])  # the shape moves between first and last frame
+
+
+def test_corrupt_video(tmp_path, vocab):
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 broken")
+    with pytest.raises(DataError, match="unreadable video"):
+        run("[VIDEO:v] what? -> [TEXT:t]", {"v": "bad.mp4", "t": "x"}, vocab, tmp_path)
+
+
+# ---------------------------------------------------------------- struct, phone, motion
+
+def test_struct_linearization():
+    assert struct.linearize_table([["Alan Turing", "born_in", "London"], ["x", "y"]]) == \
+        "Alan Turing : born in : London | x : y"
+    assert struct.linearize_table({"header": ["name", "age"], "rows": [["ann", 3]]}) == "name : age | ann : 3"
+    db = {"db_id": "shapes", "tables": {"shapes": {"colour": ["red", "blue"], "id": []}}}
+    assert struct.linearize_database(db) == " | shapes | shapes : colour ( red , blue ) , id"
+    with pytest.raises(ValueError):
+        struct.linearize_table(42)
+
+
+def test_struct_slot_lowercases_and_truncates(tmp_path, vocab):
+    s = run("knowledge: [STRUCT:t,max_length=3] -> [TEXT:x]", {"t": [["Alan", "Born", "London"]], "x": "y"},
+            vocab, tmp_path, "valid")
+    assert len(s.encoder[0][1]) == 2 + len(vocab.encode("knowledge:")) + 3
+
+
+def test_phones(tmp_path, vocab):
+    s = run("[PHONE:p] -> [TEXT:t]", {"p": "AH B ZZ K", "t": "x"}, vocab, tmp_path, "valid")
+    ids = s.encoder[0][1].tolist()[1:-1]
+    assert ids == [vocab.phone_ids["AH"], vocab.phone_ids["B"], 3, vocab.phone_ids["K"]]  # ZZ is <unk>
+
+
+def test_motion_says_not_supported_yet(tmp_path, vocab):
+    with pytest.raises(NotSupportedYet, match="not supported by the ofac runtime yet"):
+        run("motion: [MOTION:m] -> [TEXT:t]", {"m": "a.npy", "t": "x"}, vocab, tmp_path)
+    with pytest.raises(NotSupportedYet, match="decoder target"):
+        TaskRunner(lower("[TEXT:t] -> [AUDIO:a]"), vocab)
