@@ -3,11 +3,13 @@ tensors.  Inputs of one adaptor are stacked across the whole batch, so the model
 modality in one call; `layout` says, per example, which rows form its encoder sequence."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from .execute import Sample
+from .preprocess.image import normalize
 from .tokenizer import PAD
 
 
@@ -22,6 +24,9 @@ class Batch:
     loss_mask: torch.Tensor  # [B, L] bool: positions that carry loss
     prefix: torch.Tensor  # [B] forced prefix lengths
     meta: list[dict] = field(default_factory=list)
+    # adaptor -> (mean [N,3], std [N,3], mask border [N]) for uint8 pixel inputs; applied by
+    # `to()` on the target device, after which `norms` is empty and pixels are float
+    norms: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -31,38 +36,73 @@ class Batch:
         return int(self.loss_mask.sum())
 
     def to(self, device, non_blocking: bool = True) -> "Batch":
+        """Move to `device` and finish preprocessing there (normalize pixels)."""
         move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return Batch(self.tasks, {k: move(v) for k, v in self.inputs.items()},
-                     {k: move(v) for k, v in self.lengths.items()}, self.layout, move(self.decoder_input),
-                     move(self.target), move(self.loss_mask), move(self.prefix), self.meta)
+        inputs = {k: move(v) for k, v in self.inputs.items()}
+        for adaptor, (mean, std, border) in self.norms.items():
+            inputs[adaptor] = normalize(inputs[adaptor], move(mean), move(std), border)
+        return replace(self, inputs=inputs, lengths={k: move(v) for k, v in self.lengths.items()},
+                       decoder_input=move(self.decoder_input), target=move(self.target),
+                       loss_mask=move(self.loss_mask), prefix=move(self.prefix), norms={})
 
     def pin_memory(self) -> "Batch":
         pin = lambda t: t.pin_memory()  # noqa: E731
-        return Batch(self.tasks, {k: pin(v) for k, v in self.inputs.items()},
-                     {k: v for k, v in self.lengths.items()}, self.layout, pin(self.decoder_input),
-                     pin(self.target), pin(self.loss_mask), self.prefix, self.meta)
+        return replace(self, inputs={k: pin(v) for k, v in self.inputs.items()}, decoder_input=pin(self.decoder_input),
+                       target=pin(self.target), loss_mask=pin(self.loss_mask))
+
+
+def alloc(shape, dtype) -> torch.Tensor:
+    """An uninitialized tensor; in a DataLoader worker it lives in shared memory from the
+    start, so handing the batch to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = 1
+    for n in shape:
+        numel *= n
+    storage = torch.UntypedStorage._new_shared(numel * torch.empty((), dtype=dtype).element_size())
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
 def pad_stack(tensors: list[torch.Tensor], value=0) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack along a new dim 0, right-padding dim 0 of each item to the longest."""
     lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
     longest = int(lengths.max()) if len(tensors) else 0
-    out = tensors[0].new_full((len(tensors), longest, *tensors[0].shape[1:]), value)
+    out = alloc((len(tensors), longest, *tensors[0].shape[1:]), tensors[0].dtype).fill_(value)
     for i, t in enumerate(tensors):
         out[i, : t.shape[0]] = t
     return out, lengths
 
 
+def _decoder_arrays(samples: list[Sample]):
+    """decoder input, target and loss mask as [B, L] tensors, filled in numpy in one pass."""
+    longest = max(len(s.target) for s in samples)
+    dec = np.full((len(samples), longest), PAD, dtype=np.int64)
+    tgt = np.full((len(samples), longest), PAD, dtype=np.int64)
+    mask = np.zeros((len(samples), longest), dtype=np.bool_)
+    for i, s in enumerate(samples):
+        n = len(s.target)
+        dec[i, :n], tgt[i, :n], mask[i, :n] = s.decoder_input, s.target, s.loss_mask
+    return torch.from_numpy(dec), torch.from_numpy(tgt), torch.from_numpy(mask)
+
+
 def collate(samples: list[Sample]) -> Batch:
     groups: dict[str, list[torch.Tensor]] = {}
+    segs: dict[str, list] = {}
     layout = []
     for s in samples:
         row = []
-        for adaptor, data in s.encoder:
-            bucket = groups.setdefault(adaptor, [])
-            row.append((adaptor, len(bucket)))
-            bucket.append(data)
+        for seg in s.encoder:
+            bucket = groups.setdefault(seg.adaptor, [])
+            row.append((seg.adaptor, len(bucket)))
+            bucket.append(seg.data)
+            segs.setdefault(seg.adaptor, []).append(seg)
         layout.append(row)
+    norms = {}
+    for adaptor, items in segs.items():
+        if items[0].norm is not None:
+            norms[adaptor] = (torch.tensor([s.norm[0] for s in items], dtype=torch.float32),
+                              torch.tensor([s.norm[1] for s in items], dtype=torch.float32),
+                              torch.tensor([s.mask_border for s in items], dtype=torch.long))
     inputs, lengths = {}, {}
     for adaptor, items in groups.items():
         shapes = {tuple(t.shape[1:]) for t in items}
@@ -71,12 +111,10 @@ def collate(samples: list[Sample]) -> Batch:
                              "tasks sharing an adaptor must share its preprocessing size")
         if items[0].dtype == torch.long:
             inputs[adaptor], lengths[adaptor] = pad_stack(items, PAD)
-        elif len({t.shape[0] for t in items}) > 1 or items[0].dim() == 2:  # audio frames [T, D]
+        elif items[0].dtype.is_floating_point and items[0].dim() == 2:  # audio frames [T, D]
             inputs[adaptor], lengths[adaptor] = pad_stack(items, 0.0)
         else:
-            inputs[adaptor] = torch.stack(items)
-    dec, n = pad_stack([torch.tensor(s.decoder_input, dtype=torch.long) for s in samples], PAD)
-    tgt, _ = pad_stack([torch.tensor(s.target, dtype=torch.long) for s in samples], PAD)
-    mask, _ = pad_stack([torch.tensor(s.loss_mask, dtype=torch.bool) for s in samples], False)
+            inputs[adaptor] = torch.stack(items, out=alloc((len(items), *items[0].shape), items[0].dtype))
+    dec, tgt, mask = _decoder_arrays(samples)
     return Batch([s.task for s in samples], inputs, lengths, layout, dec, tgt, mask,
-                 torch.tensor([s.prefix for s in samples], dtype=torch.long), [s.meta for s in samples])
+                 torch.tensor([s.prefix for s in samples], dtype=torch.long), [s.meta for s in samples], norms)

@@ -25,9 +25,22 @@ _IMAGE_OPS = ("preprocess.image", "preprocess.imagenet", "preprocess.imagepretra
 
 
 @dataclass
+class Segment:
+    """One encoder input: its adaptor and data (token ids, uint8 pixels, fbank frames)."""
+
+    adaptor: str
+    data: torch.Tensor
+    norm: tuple | None = None  # (mean, std) for pixels, applied on the device
+    mask_border: int = 0
+
+    def __iter__(self):  # `adaptor, data = segment`
+        return iter((self.adaptor, self.data))
+
+
+@dataclass
 class Sample:
     task: str
-    encoder: list[tuple[str, torch.Tensor]]  # (adaptor, data) in encoder order; text: LongTensor ids
+    encoder: list[Segment]  # in encoder order
     decoder_input: list[int]  # BOS + content (fed: noised where noise applies)
     target: list[int]  # content + EOS (clean)
     loss_mask: list[bool]  # per target position
@@ -53,19 +66,39 @@ class TaskRunner:
                 if op.family == "preprocess" and op.op.split(".", 1)[1] not in REGISTRY and op.op != "preprocess.box":
                     raise NotSupportedYet(f"`{op.op}` (task `{task.task}`, {op.span})")
         self.task, self.vocab, self.split = task, vocab, split
+        self.plans = [_Plan(p, vocab) for p in task.programs]
+        self.targets = tuple(task.get("targets", ()))
 
     def __call__(self, row: dict, rng: np.random.Generator, base_dir: Path | None = None,
                  where: tuple[str, int] = ("<data>", 0)) -> Sample:
-        program = self.task.programs[int(rng.integers(len(self.task.programs)))] \
-            if len(self.task.programs) > 1 else self.task.programs[0]
-        run = _Run(self, program, row, Context(self.vocab, self.split, rng, base_dir), where)
+        plan = self.plans[int(rng.integers(len(self.plans)))] if len(self.plans) > 1 else self.plans[0]
+        run = _Run(self, plan, row, Context(self.vocab, self.split, rng, base_dir), where)
         return run.sample()
 
 
+class _Plan:
+    """What can be worked out once per program rather than once per example: each op's
+    attributes as a dict, the tokens of the instruction's constant text, and which boxes
+    belong to which image."""
+
+    def __init__(self, program: Program, vocab):
+        self.program = program
+        self.ops = program.ops
+        self.attrs = [dict(op.attrs) for op in program.ops]
+        self.const: dict[int, Tokens] = {}
+        self.boxes_of: dict[int, list[Op]] = {}  # image read id -> its box ops
+        for op in program.ops:
+            if op.op == "preprocess.text" and not op.args:
+                self.const[op.id] = Tokens(vocab.encode(op.get("text")))
+            elif op.op == "preprocess.box":
+                self.boxes_of.setdefault(op.args[1], []).append(op)
+
+
 class _Run:
-    def __init__(self, runner: TaskRunner, program: Program, row: dict, ctx: Context, where):
-        self.runner, self.program, self.row, self.ctx, self.where = runner, program, row, ctx, where
-        self.values: dict[int, object] = {}
+    def __init__(self, runner: TaskRunner, plan: _Plan, row: dict, ctx: Context, where):
+        self.runner, self.plan, self.program = runner, plan, plan.program
+        self.row, self.ctx, self.where = row, ctx, where
+        self.values: dict[int, object] = dict(plan.const)
         self.images: dict[str, dict] = {}  # column -> image meta (for postprocessing boxes)
 
     def fail(self, op: Op, message: str, column: str | None = None, help: str = "") -> DataError:
@@ -95,7 +128,7 @@ class _Run:
                 target = self.decoder(ops[self.values[op.args[0]][1]])
         dec_in, tgt, mask, prefix = target
         meta = {"row": self.where[1], "images": self.images,
-                "targets": {c: self.row.get(c) for c in self.runner.task.get("targets", ())}}
+                "targets": {c: self.row.get(c) for c in self.runner.targets}}
         return Sample(self.runner.task.task, encoder, dec_in, tgt, mask, prefix, meta)
 
     # ------------------------------------------------------------------ ops
@@ -112,9 +145,7 @@ class _Run:
 
     def preprocess(self, op: Op):
         name = op.op.split(".", 1)[1]
-        attrs = dict(op.attrs)
-        if not op.args:
-            return REGISTRY[name](None, attrs, self.ctx)  # plain text of the instruction
+        attrs = self.plan.attrs[op.id]
         src = self.program.ops[op.args[0]]
         col = src.get("column")
         value = self.values[op.args[0]]
@@ -137,7 +168,7 @@ class _Run:
 
     def image(self, op: Op, attrs: dict, value, col: str) -> Features:
         # every box of this image is transformed together with it
-        box_ops = [o for o in self.program.ops if o.op == "preprocess.box" and o.args[1] == op.args[0]]
+        box_ops = self.plan.boxes_of.get(op.args[0], ())
         boxes, slices = [], []
         for b in box_ops:
             raw = self.values[b.args[0]]
@@ -149,7 +180,7 @@ class _Run:
         feats = REGISTRY[op.op.split(".", 1)[1]](value, attrs, self.ctx, boxes=boxes)
         self.images[col] = {k: v for k, v in feats.meta.items() if k != "boxes"}
         for b, lo, hi, repeated, absent in slices:
-            battrs = dict(b.attrs)
+            battrs = self.plan.attrs[b.id]
             toks = [box_tokens(bx, battrs, self.ctx, feats.meta["size"]) for bx in feats.meta.get("boxes", [])[lo:hi]]
             self.values[("box", b.id)] = toks if repeated else (Tokens([]) if absent else toks[0])
         return feats
@@ -197,8 +228,9 @@ class _Run:
             if limit:
                 ids = ids[: max(0, limit - bos - eos)]
             ids = [BOS] * bos + ids + [EOS] * eos
-            return adaptor, torch.tensor(ids, dtype=torch.long)
-        return adaptor, self.values[src].tensor
+            return Segment(adaptor, torch.tensor(ids, dtype=torch.long))
+        feats = self.values[src]
+        return Segment(adaptor, feats.tensor, feats.norm, feats.mask_border)
 
     def decoder(self, group: Op):
         pieces = self.pieces(group)

@@ -1,9 +1,21 @@
 """The data path: sources (files and in-memory datasets), media decoding, per-task datasets
-and multi-task mixing."""
-from .dataset import MixedBatch, MultiTaskDataset, Skipped, TaskData, column_lengths
-from .mixing import MicroBatch, Mixer, MixerSampler, TaskPlan
-from .sources import FileSource, MemorySource, ParquetSource, Source, open_source, shard
+and multi-task mixing.  Names are imported lazily: the executor imports data.media, and
+data.dataset imports the executor."""
+from __future__ import annotations
 
-__all__ = ["FileSource", "MemorySource", "ParquetSource", "Source", "open_source", "shard", "TaskData",
-           "MultiTaskDataset", "MixedBatch", "Skipped", "Mixer", "MixerSampler", "MicroBatch", "TaskPlan",
-           "column_lengths"]
+import importlib
+
+_EXPORTS = {
+    "FileSource": "sources", "MemorySource": "sources", "ParquetSource": "sources", "Source": "sources",
+    "open_source": "sources", "shard": "sources",
+    "TaskData": "dataset", "MultiTaskDataset": "dataset", "MixedBatch": "dataset", "Skipped": "dataset",
+    "column_lengths": "dataset",
+    "Mixer": "mixing", "MixerSampler": "mixing", "MicroBatch": "mixing", "TaskPlan": "mixing",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(name)

@@ -65,8 +65,10 @@ class TaskData:
 class MultiTaskDataset(torch.utils.data.Dataset):
     """Indexable by (task index, row index); see `Mixer` for which indices form a batch."""
 
-    def __init__(self, tasks: list[TaskData], seed: int = 1):
-        self.tasks, self.seed = tasks, seed
+    def __init__(self, tasks: list[TaskData], seed: int = 1, finish_on: str | None = None):
+        # finish_on="cpu": normalize pixels in the worker (CPU training: the workers run in
+        # parallel); None: leave it to Batch.to(device) (GPU training: it is free there)
+        self.tasks, self.seed, self.finish_on = tasks, seed, finish_on
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.tasks)
@@ -82,6 +84,8 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         samples = [r for r in results if isinstance(r, Sample)]
         skipped = [r for r in results if isinstance(r, Skipped)]
         batch = collate(samples) if samples else None
+        if batch is not None and self.finish_on is not None:
+            batch = batch.to(self.finish_on)
         return MixedBatch(mb.update, mb.task, mb.last_of_update, batch, skipped)
 
 

@@ -17,6 +17,17 @@ class MediaError(ValueError):
     """Why a cell could not be decoded; the caller adds file, row and column."""
 
 
+def _file(value, base_dir: Path | None, what: str):
+    """A path (decoders read files natively, fastest) or an in-memory file for bytes/base64."""
+    if isinstance(value, (str, Path)) and not isinstance(value, bytes):
+        path = Path(value)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if len(str(value)) < 1024 and path.is_file():
+            return str(path)
+    return io.BytesIO(_bytes(value, base_dir, what))
+
+
 def _bytes(value, base_dir: Path | None, what: str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
@@ -53,11 +64,12 @@ def load_image(value, base_dir: Path | None = None):
         return _array_image(value)
     else:
         try:
-            img = Image.open(io.BytesIO(_bytes(value, base_dir, "image")))
+            img = Image.open(_file(value, base_dir, "image"))
             img.load()
         except (UnidentifiedImageError, OSError) as err:
             raise MediaError(f"unreadable image: {err}") from None
-    img = ImageOps.exif_transpose(img)
+    if img.getexif().get(0x0112, 1) != 1:  # only rotate (a full copy) when EXIF says so
+        img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits
         arr = np.asarray(img, dtype=np.float32)
         hi = float(arr.max()) or 1.0
@@ -66,7 +78,7 @@ def load_image(value, base_dir: Path | None = None):
         img = img.convert("RGBA")
         bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, img)
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _array_image(value):
@@ -97,7 +109,7 @@ def load_audio(value, base_dir: Path | None = None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
-        wav, rate = sf.read(io.BytesIO(_bytes(value, base_dir, "audio")), dtype="float32", always_2d=True)
+        wav, rate = sf.read(_file(value, base_dir, "audio"), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise MediaError(f"unreadable audio: {err}") from None
     return _mono(wav.T if wav.ndim == 2 else wav), int(rate)
@@ -119,7 +131,7 @@ def load_video(value, base_dir: Path | None, num_frames: int) -> np.ndarray:
         frames = value
     else:
         try:
-            with av.open(io.BytesIO(_bytes(value, base_dir, "video"))) as container:
+            with av.open(_file(value, base_dir, "video")) as container:
                 frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
         except (av.error.FFmpegError, ValueError, StopIteration) as err:
             raise MediaError(f"unreadable video: {err}") from None

@@ -3,6 +3,7 @@ Kaldi log-mel fbank with utterance mean/variance normalization; SpecAugment at t
 from __future__ import annotations
 
 import base64
+import functools
 
 import numpy as np
 import torch
@@ -12,10 +13,16 @@ from ..data.media import load_audio
 from .base import Context, Features
 
 
+@functools.lru_cache(maxsize=16)
+def _resampler(rate: int, target_rate: int) -> torchaudio.transforms.Resample:
+    # the windowed-sinc kernel depends only on the two rates: build it once per pair
+    return torchaudio.transforms.Resample(rate, target_rate)
+
+
 def fbank(wav: np.ndarray, rate: int, target_rate: int, n_mels: int) -> torch.Tensor:
     x = torch.from_numpy(wav).unsqueeze(0)
     if rate != target_rate:
-        x = torchaudio.functional.resample(x, rate, target_rate)
+        x = _resampler(rate, target_rate)(x)
     feats = torchaudio.compliance.kaldi.fbank(x * 32768.0, num_mel_bins=n_mels, sample_frequency=target_rate,
                                               dither=0.0)
     mean, std = feats.mean(0, keepdim=True), feats.std(0, keepdim=True)

@@ -1,5 +1,6 @@
-"""IMAGE: decode with Pillow, resize and normalize with torchvision transforms v2; boxes of
-the same image are transformed jointly (tv_tensors.BoundingBoxes)."""
+"""IMAGE: decode with Pillow, resize with torchvision transforms v2 (boxes of the same image
+are transformed jointly, as tv_tensors.BoundingBoxes); normalization happens per batch on the
+device (`normalize`, called by Batch.to)."""
 from __future__ import annotations
 
 import torch
@@ -34,15 +35,28 @@ def image(value, attrs: dict, ctx: Context, boxes: list | None = None) -> Featur
             bb = F.horizontal_flip(bb) if bb is not None else None
         img = F.adjust_brightness(img, float(ctx.rng.uniform(0.8, 1.2)))
         img = F.adjust_contrast(img, float(ctx.rng.uniform(0.8, 1.2)))
-    x = F.to_dtype(img, torch.float32, scale=True)
-    x = F.normalize(x, list(attrs["mean"]), list(attrs["std"]))
-    if attrs.get("mask_ratio"):  # image infilling input: zero the centre square
-        border = int(size * (1 - attrs["mask_ratio"]) / 2)
-        x[:, border:size - border, border:size - border] = 0
     meta = {"orig_size": (w, h), "size": size, "flipped": flipped}
     if bb is not None:
         meta["boxes"] = bb.as_subclass(torch.Tensor).tolist()
-    return Features(x, meta)
+    border = int(size * (1 - attrs["mask_ratio"]) / 2) if attrs.get("mask_ratio") else 0
+    return Features(img, meta, norm=(tuple(attrs["mean"]), tuple(attrs["std"])), mask_border=border)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, border: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N,3,H,W] or clips [N,T,3,H,W] -> normalized float, per-row mean/std [N,3];
+    rows with a mask border get their centre zeroed (image infilling input)."""
+    shape = (x.shape[0],) + (1,) * (x.dim() - 4) + (3, 1, 1)
+    if x.device.type == "cpu":  # in a worker, straight into shared memory
+        from ..collate import alloc
+
+        y = alloc(tuple(x.shape), torch.float32).copy_(x).div_(255.0)
+    else:
+        y = x.to(torch.float32).div_(255.0)
+    y = y.sub_(mean.view(shape)).div_(std.view(shape))
+    for row in torch.nonzero(border).flatten().tolist():
+        b = int(border[row])
+        y[row, ..., b:y.shape[-2] - b, b:y.shape[-1] - b] = 0
+    return y
 
 
 PREPROCESSORS = {"image": image, "imagenet": image, "imagepretrain": image}

@@ -1,4 +1,4 @@
-"""VIDEO: decode with PyAV, sample N frames uniformly, resize and normalize like IMAGE."""
+"""VIDEO: decode with PyAV, sample N frames uniformly, resize; normalized on the device like IMAGE."""
 from __future__ import annotations
 
 import torch
@@ -15,8 +15,7 @@ def video(value, attrs: dict, ctx: Context) -> Features:
     x = F.resize(x, [size, size], antialias=True)
     if ctx.training and ctx.rng.random() < 0.5:
         x = F.horizontal_flip(x)
-    x = F.normalize(F.to_dtype(x, torch.float32, scale=True), list(attrs["mean"]), list(attrs["std"]))
-    return Features(x, {"frames": len(frames)})
+    return Features(x, {"frames": len(frames)}, norm=(tuple(attrs["mean"]), tuple(attrs["std"])))
 
 
 PREPROCESSORS = {"video": video}

@@ -11,6 +11,7 @@ from conftest import lower
 from media import write_audio, write_image, write_video
 from ofac.runtime.data.media import MediaError, load_audio, load_image
 from ofac.runtime.errors import DataError, NotSupportedYet
+from ofac.runtime.collate import collate
 from ofac.runtime.execute import TaskRunner
 from ofac.runtime.preprocess import struct, text
 from ofac.runtime.preprocess.base import Context
@@ -30,9 +31,25 @@ def test_image_modes_become_normalized_rgb(tmp_path, vocab, mode, ext):
     write_image(tmp_path / f"a.{ext}", size=(40, 30), box=(5, 5, 20, 20), mode=mode)
     s = run("[IMAGE:img] what? -> [TEXT:cap]", {"img": f"a.{ext}", "cap": "yes"}, vocab, tmp_path, "valid")
     adaptor, x = s.encoder[0]
-    assert adaptor == "image_patch" and x.shape == (3, 256, 256) and x.dtype == torch.float32
-    assert -1.0 - 1e-5 <= float(x.min()) and float(x.max()) <= 1.0 + 1e-5  # mean=std=0.5 normalization
+    assert adaptor == "image_patch" and x.shape == (3, 256, 256) and x.dtype == torch.uint8  # until the device
+    y = collate([s]).to("cpu").inputs["image_patch"][0]
+    assert y.dtype == torch.float32 and float(y.min()) >= -1.0 - 1e-5 and float(y.max()) <= 1.0 + 1e-5
     assert s.meta["images"]["img"]["orig_size"] == (40, 30)
+
+
+def test_device_normalization_matches_torchvision(tmp_path, vocab):
+    from torchvision.transforms.v2 import functional as F
+
+    write_image(tmp_path / "a.png", size=(50, 40), box=(3, 3, 30, 20))
+    write_video(tmp_path / "v.mp4", frames=4)
+    a = run("[IMAGE:img] what? -> [TEXT:cap]", {"img": "a.png", "cap": "x"}, vocab, tmp_path, "valid")
+    v = run("[VIDEO:v] what? -> [TEXT:cap]", {"v": "v.mp4", "cap": "x"}, vocab, tmp_path, "valid")
+    b = collate([a, v]).to("cpu")
+    want = F.normalize(F.to_dtype(a.encoder[0].data, torch.float32, scale=True), [0.5] * 3, [0.5] * 3)
+    assert torch.allclose(b.inputs["image_patch"][0], want, atol=1e-6)
+    frames = F.to_dtype(v.encoder[0].data, torch.float32, scale=True)
+    want = F.normalize(frames, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert torch.allclose(b.inputs["video_image_sequence"][0], want, atol=1e-5) and not b.norms
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -77,8 +94,9 @@ def test_image_mask_ratio_zeroes_the_centre(tmp_path, vocab):
     write_image(tmp_path / "a.png", size=(32, 32), box=(0, 0, 31, 31))
     s = run("what is the complete image of \" [IMAGE:img,mask_ratio=0.5] \"? -> [TEXT:cap]",
             {"img": "a.png", "cap": "x"}, vocab, tmp_path, "valid")
-    (_, prompt), (adaptor, x), (_, rest) = s.encoder  # text, image, text
-    assert adaptor == "image_patch"
+    (_, prompt), (adaptor, _), (_, rest) = s.encoder  # text, image, text
+    assert adaptor == "image_patch" and s.encoder[1].mask_border == 64
+    x = collate([s]).to("cpu").inputs["image_patch"][0]
     assert float(x[:, 100:150, 100:150].abs().sum()) == 0 and float(x[:, :40, :40].abs().sum()) > 0
 
 
@@ -150,8 +168,8 @@ def test_mask_ratio_masks_spans_at_train_time_only(tmp_path, vocab):
     sentence = "the quick brown fox jumps over the lazy dog " * 3
     train = run(instr, {"s": sentence}, vocab, tmp_path, "train")
     valid = run(instr, {"s": sentence}, vocab, tmp_path, "valid")
-    assert MASK in train.encoder[0][1].tolist() and MASK not in valid.encoder[0][1].tolist()
-    assert len(train.encoder[0][1]) < len(valid.encoder[0][1])  # spans collapse to one <mask>
+    assert MASK in train.encoder[0].data.tolist() and MASK not in valid.encoder[0].data.tolist()
+    assert len(train.encoder[0].data) < len(valid.encoder[0].data)  # spans collapse to one <mask>
     assert train.target == valid.target  # the target is the clean text
 
 
@@ -171,7 +189,7 @@ def test_noise_ratio_corrupts_inputs_not_targets(tmp_path, vocab):
 def test_truncation_keeps_eos(tmp_path, vocab):
     compiled = lower("[TEXT:s] -> [TEXT:t]")
     s = TaskRunner(compiled, vocab, "valid")({"s": "x " * 2000, "t": "y " * 1000}, np.random.default_rng(0))
-    assert s.encoder[0][1].shape[0] == 512 and int(s.encoder[0][1][-1]) == EOS
+    assert s.encoder[0].data.shape[0] == 512 and int(s.encoder[0].data[-1]) == EOS
     assert len(s.target) == 127 and s.target[-1] == EOS  # BOS + 126 + EOS = max_length 128
 
 
@@ -204,8 +222,8 @@ def test_audio_dict_as_datasets_gives_it(tmp_path, vocab):
 def test_spec_augment_only_in_training(tmp_path, vocab):
     write_audio(tmp_path / "a.wav", seconds=2.0, rate=16000)
     row = {"wav": "a.wav", "t": "x"}
-    train = run("[AUDIO:wav] said? -> [TEXT:t]", row, vocab, tmp_path, "train").encoder[0][1]
-    valid = run("[AUDIO:wav] said? -> [TEXT:t]", row, vocab, tmp_path, "valid").encoder[0][1]
+    train = run("[AUDIO:wav] said? -> [TEXT:t]", row, vocab, tmp_path, "train").encoder[0].data
+    valid = run("[AUDIO:wav] said? -> [TEXT:t]", row, vocab, tmp_path, "valid").encoder[0].data
     assert (train == 0).sum() > (valid == 0).sum()
 
 
@@ -246,12 +264,12 @@ def test_struct_linearization():
 def test_struct_slot_lowercases_and_truncates(tmp_path, vocab):
     s = run("knowledge: [STRUCT:t,max_length=3] -> [TEXT:x]", {"t": [["Alan", "Born", "London"]], "x": "y"},
             vocab, tmp_path, "valid")
-    assert len(s.encoder[0][1]) == 2 + len(vocab.encode("knowledge:")) + 3
+    assert len(s.encoder[0].data) == 2 + len(vocab.encode("knowledge:")) + 3
 
 
 def test_phones(tmp_path, vocab):
     s = run("[PHONE:p] -> [TEXT:t]", {"p": "AH B ZZ K", "t": "x"}, vocab, tmp_path, "valid")
-    ids = s.encoder[0][1].tolist()[1:-1]
+    ids = s.encoder[0].data.tolist()[1:-1]
     assert ids == [vocab.phone_ids["AH"], vocab.phone_ids["B"], 3, vocab.phone_ids["K"]]  # ZZ is <unk>
 
 

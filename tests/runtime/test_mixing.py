@@ -1,0 +1,146 @@
+"""Multi-task mixing: policies, exact resume, skipped-row accounting, worker loading."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import lower
+from ofac.runtime.collate import collate
+from ofac.runtime.data import MultiTaskDataset, TaskData, TaskPlan, open_source
+from ofac.runtime.data.loader import build_loader
+from ofac.runtime.data.mixing import Mixer
+from ofac.runtime.execute import TaskRunner
+
+
+def plans(sizes=(10, 7, 23), batch=(2, 3, 4), freq=(1, 2, 1), weights=(1.0, 3.0, 1.0)):
+    return [TaskPlan(f"t{i}", n, b, f, w) for i, (n, b, f, w) in enumerate(zip(sizes, batch, freq, weights))]
+
+
+def draw(mixer, updates):
+    return [[(mb.task, mb.keys) for mb in mixer.next_update()] for _ in range(updates)]
+
+
+@pytest.mark.parametrize("policy", ["all", "weighted", "temperature"])
+def test_resume_draws_exactly_the_uninterrupted_batches(policy):
+    whole = draw(Mixer(plans(), policy, seed=3), 40)
+    first = Mixer(plans(), policy, seed=3)
+    head = draw(first, 17)
+    state = json.loads(json.dumps(first.state_dict()))  # survives serialization
+    resumed = Mixer(plans(), policy, seed=3)
+    resumed.load_state_dict(state)
+    assert head + draw(resumed, 23) == whole
+
+
+def test_all_policy_visits_every_task_each_update_with_update_freq():
+    for update in draw(Mixer(plans(), "all"), 5):
+        assert [t for t, _ in update] == [0, 1, 1, 2]
+
+
+def test_weighted_and_temperature_follow_their_distributions():
+    counts = np.bincount([u[0][0] for u in draw(Mixer(plans(), "weighted", seed=1), 3000)], minlength=3)
+    assert np.allclose(counts / counts.sum(), [0.2, 0.6, 0.2], atol=0.03)
+    m = Mixer(plans(), "temperature", temperature=1.0)
+    assert np.allclose(m.probs, np.array([10, 7, 23]) / 40)
+
+
+def test_every_row_once_per_epoch_and_ranks_are_disjoint():
+    p = [TaskPlan("a", 12, 2)]
+    ranks = [Mixer(p, seed=5, rank=r, world=2) for r in range(2)]
+    rows = [[k[1] for u in draw(m, 3) for _, keys in u for k in keys] for m in ranks]
+    assert not set(rows[0]) & set(rows[1]) and sorted(rows[0] + rows[1]) == list(range(12))
+    second_epoch = [k for u in draw(ranks[0], 3) for _, keys in u for k in keys]
+    assert {k[2] for k in second_epoch} == {1}
+
+
+def test_length_bucketing_groups_similar_lengths():
+    lengths = np.random.default_rng(0).integers(1, 1000, size=400)
+    bucketed = Mixer([TaskPlan("a", 400, 8, lengths=lengths)], bucket_window=50)
+    plain = Mixer([TaskPlan("a", 400, 8)])
+
+    def spread(m):
+        return np.mean([np.ptp(lengths[[k[1] for k in keys]]) for u in draw(m, 50) for _, keys in u])
+
+    assert spread(bucketed) < spread(plain) / 5
+
+
+def test_too_small_dataset_is_a_clear_error():
+    with pytest.raises(ValueError, match="fewer than one micro-batch"):
+        Mixer([TaskPlan("tiny", 3, 4)])
+
+
+def _task(tmp_path, vocab, rows, on_error="fail"):
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    runner = TaskRunner(lower("summarize: [TEXT:s] -> [TEXT:t]", "sum"), vocab, "train")
+    return TaskData(runner, [open_source(tmp_path / "d.jsonl")], on_error)
+
+
+def test_skip_policy_counts_bad_rows(tmp_path, vocab):
+    rows = [{"s": f"row {i}", "t": "yes"} for i in range(6)]
+    rows[2] = {"s": "no target"}
+    data = _task(tmp_path, vocab, rows, on_error="skip")
+    loader, _ = build_loader([data], [TaskPlan("sum", 6, 3)], updates=2)
+    batches = list(loader)
+    skipped = [s for b in batches for s in b.skipped]
+    assert len(skipped) == 1 and skipped[0].row == 3 and "missing column `t`" in skipped[0].message
+    assert sum(len(b.batch) for b in batches) == 5
+    failing = _task(tmp_path, vocab, rows)
+    loader, _ = build_loader([failing], [TaskPlan("sum", 6, 3)], updates=2)
+    with pytest.raises(Exception, match="missing column `t`"):
+        list(loader)
+
+
+def test_two_workers_give_the_same_batches_as_none(tmp_path, vocab):
+    rows = [{"s": f"the quick fox number {i}", "t": "yes" if i % 2 else "no"} for i in range(20)]
+    data = _task(tmp_path, vocab, rows)
+
+    def run(workers):
+        loader, _ = build_loader([data], [TaskPlan("sum", 20, 4)], num_workers=workers, updates=6, seed=9)
+        return [(b.update, b.batch.decoder_input.tolist(), b.batch.inputs["text"].tolist()) for b in loader]
+
+    assert run(0) == run(2)
+
+
+def test_resume_through_the_loader_with_prefetching(tmp_path, vocab):
+    rows = [{"s": f"sentence {i}", "t": "ok"} for i in range(30)]
+    data = _task(tmp_path, vocab, rows)
+    whole = [b.batch.inputs["text"].tolist() for b in build_loader([data], [TaskPlan("sum", 30, 4)], updates=12)[0]]
+    loader, sampler = build_loader([data], [TaskPlan("sum", 30, 4)], updates=12, num_workers=2)
+    seen = []
+    for b in loader:
+        seen.append(b.batch.inputs["text"].tolist())
+        if b.update == 4:
+            state = sampler.state_before(5)
+            break
+    rest, _ = build_loader([data], [TaskPlan("sum", 30, 4)], updates=12, mixer_state=state)
+    assert seen + [b.batch.inputs["text"].tolist() for b in rest] == whole
+
+
+def test_collate_mixes_tasks(tmp_path, vocab):
+    from media import write_image
+
+    write_image(tmp_path / "a.png")
+    rng = np.random.default_rng(0)
+    caption = TaskRunner(lower("[IMAGE:img] describe -> [TEXT:t]", "cap"), vocab, "valid")
+    text = TaskRunner(lower("summarize: [TEXT:s] -> [TEXT:t]", "sum"), vocab, "valid")
+    samples = [caption({"img": "a.png", "t": "a red box"}, rng, tmp_path), text({"s": "x y z", "t": "yes"}, rng),
+               caption({"img": "a.png", "t": "no"}, rng, tmp_path)]
+    b = collate(samples)
+    assert b.tasks == ["cap", "sum", "cap"] and b.inputs["image_patch"].shape == (2, 3, 256, 256)
+    assert b.layout == [[("image_patch", 0), ("text", 0)], [("text", 1)], [("image_patch", 1), ("text", 2)]]
+    assert b.decoder_input.shape == b.target.shape == b.loss_mask.shape
+    assert b.target_tokens == sum(sum(s.loss_mask) for s in samples)
+    lengths = [len(s.target) for s in samples]
+    assert all((b.target[i, n:] == 1).all() for i, n in enumerate(lengths))  # padding is PAD
+
+
+def test_dataset_examples_are_deterministic(tmp_path, vocab):
+    rows = [{"s": "the quick brown fox jumps over the lazy dog", "t": "x"}] * 4
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    runner = TaskRunner(lower("complete [TEXT:s,mask_ratio=0.4] -> [TEXT:s]", "inf"), vocab, "train")
+    ds = MultiTaskDataset([TaskData(runner, [open_source(tmp_path / "d.jsonl")])], seed=4)
+    a, b = ds.sample((0, 1, 0)), ds.sample((0, 1, 0))
+    assert a.encoder[0].data.tolist() == b.encoder[0].data.tolist()  # same key, same masking
+    other_epochs = {tuple(ds.sample((0, 1, e)).encoder[0].data.tolist()) for e in range(1, 6)}
+    assert other_epochs - {tuple(a.encoder[0].data.tolist())}  # new epochs mask differently
