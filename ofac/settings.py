@@ -97,6 +97,8 @@ TRAIN = BlockSchema("train", "the optimization of all tasks together", (
     Setting("mixing", "choice", "how tasks share updates", default="all",
             choices=("all", "weighted", "temperature")),
     Setting("temperature", "float", "T of `mixing = temperature` (size^(1/T))", default=2.0, lo=0.0),
+    Setting("bucket_by_length", "bool", "group rows of similar length into micro-batches (less padding)",
+            default=False),
     Setting("seed", "int", "random seed", default=1),
     Setting("ema", "float", "EMA decay of the weights (0: off)", default=0.0, lo=0.0, hi=1.0),
     Setting("eval_every", "int", "validate every N updates", default=500, lo=1),

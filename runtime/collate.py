@@ -31,6 +31,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self.tasks)
 
+    def mask(self, adaptor: str) -> torch.Tensor:
+        """[N, T] True at real (non-padding) positions of a variable-length input."""
+        lengths = self.lengths[adaptor]
+        steps = torch.arange(self.inputs[adaptor].shape[1], device=lengths.device)
+        return steps.unsqueeze(0) < lengths.unsqueeze(1)
+
     @property
     def target_tokens(self) -> int:
         return int(self.loss_mask.sum())

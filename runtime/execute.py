@@ -66,8 +66,16 @@ class TaskRunner:
                 if op.family == "preprocess" and op.op.split(".", 1)[1] not in REGISTRY and op.op != "preprocess.box":
                     raise NotSupportedYet(f"`{op.op}` (task `{task.task}`, {op.span})")
         self.task, self.vocab, self.split = task, vocab, split
-        self.plans = [_Plan(p, vocab) for p in task.programs]
+        self._plans: list[_Plan] | None = None  # built on first use: the vocab may come later
         self.targets = tuple(task.get("targets", ()))
+
+    @property
+    def plans(self) -> list["_Plan"]:
+        if self._plans is None:
+            if self.vocab is None:
+                raise ValueError(f"task `{self.task.task}` has no vocabulary yet")
+            self._plans = [_Plan(p, self.vocab) for p in self.task.programs]
+        return self._plans
 
     def __call__(self, row: dict, rng: np.random.Generator, base_dir: Path | None = None,
                  where: tuple[str, int] = ("<data>", 0)) -> Sample:

@@ -100,3 +100,45 @@ def train_vocab(texts: Iterable[str], vocab_size: int = 8000, reserved: Reserved
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator((" " + t.strip() for t in texts), trainer)
     return Vocab(tok)
+
+
+def corpus(tasks, datas, max_rows: int | None = None) -> tuple[list[str], set[str]]:
+    """The texts a run's tokenizer is trained on — every instruction's constant text and the
+    TEXT and STRUCT cells of the training rows — and the phone symbols of its PHONE cells."""
+    from .preprocess.phone import phones_of
+    from .preprocess.struct import linearize_database, linearize_table
+
+    texts: list[str] = []
+    phones: set[str] = set()
+    for task, data in zip(tasks, datas):
+        kinds: dict[str, str] = {}
+        for p in task.programs:
+            for op in p.ops:
+                if op.op == "preprocess.text" and not op.args:
+                    texts.append(op.get("text"))
+                elif op.family == "preprocess" and op.args:
+                    col = p.ops[op.args[0]].get("column")
+                    kinds[col] = op.op.split(".", 1)[1]
+        n = len(data) if max_rows is None else min(len(data), max_rows)
+        for i in range(n):
+            row = data.raw(i)
+            for col, kind in kinds.items():
+                value = row.get(col)
+                if value is None:
+                    continue
+                values = value if isinstance(value, list) and kind in ("text", "text_phone") else [value]
+                if kind in ("text", "text_phone"):
+                    texts += [str(v) for v in values]
+                elif kind == "table":
+                    texts.append(linearize_table(value).lower())
+                elif kind == "database":
+                    texts.append(linearize_database(value).lower())
+                elif kind == "phone":
+                    phones.update(phones_of(value))
+    return texts, phones
+
+
+def build_vocab(tasks, datas, vocab_size: int = 8000, max_rows: int | None = None) -> Vocab:
+    """Train the run's vocabulary on its tasks' data, with the reserved tokens they need."""
+    texts, phones = corpus(tasks, datas, max_rows)
+    return train_vocab(texts, vocab_size, reserved_for(tasks, phones))

@@ -8,7 +8,7 @@ import importlib
 _EXPORTS = {
     "FileSource": "sources", "MemorySource": "sources", "ParquetSource": "sources", "Source": "sources",
     "open_source": "sources", "shard": "sources",
-    "TaskData": "dataset", "MultiTaskDataset": "dataset", "MixedBatch": "dataset", "Skipped": "dataset",
+    "TaskData": "dataset", "MultiTaskDataset": "dataset", "MixedBatch": "dataset", "Skipped": "dataset", "SkipReport": "dataset",
     "column_lengths": "dataset",
     "Mixer": "mixing", "MixerSampler": "mixing", "MicroBatch": "mixing", "TaskPlan": "mixing",
 }

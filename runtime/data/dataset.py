@@ -25,6 +25,31 @@ class Skipped:
     file: str
     row: int | None
     message: str
+    epoch: int = 0
+
+
+class SkipReport:
+    """Tallies skipped rows per (task, epoch); the trainer prints `epoch_summary` when a
+    task's epoch ends, so nothing is dropped silently."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], list[Skipped]] = {}
+
+    def add(self, skipped: list[Skipped]) -> None:
+        for s in skipped:
+            self.rows.setdefault((s.task, s.epoch), []).append(s)
+
+    def epoch_summary(self, task: str, epoch: int, examples: int = 3) -> str | None:
+        rows = self.rows.pop((task, epoch), [])
+        if not rows:
+            return None
+        files = sorted({s.file for s in rows})
+        lines = [f"task `{task}` epoch {epoch}: skipped {len(rows)} bad row{'s' * (len(rows) != 1)} "
+                 f"(on_error = skip) in {', '.join(files)}"]
+        lines += [f"  {s.file} row {s.row}: {s.message}" for s in rows[:examples]]
+        if len(rows) > examples:
+            lines.append(f"  ... and {len(rows) - examples} more")
+        return "\n".join(lines)
 
 
 class TaskData:
@@ -49,7 +74,7 @@ class TaskData:
         src, j = self.locate(i)
         return src.row(j)
 
-    def sample(self, i: int, rng: np.random.Generator) -> Sample | Skipped:
+    def sample(self, i: int, rng: np.random.Generator, epoch: int = 0) -> Sample | Skipped:
         src, j = self.locate(i)
         try:
             row = src.row(j)
@@ -58,7 +83,7 @@ class TaskData:
             raise
         except DataError as err:
             if self.on_error == "skip":
-                return Skipped(self.name, src.name, err.row, str(err).split("\n")[0])
+                return Skipped(self.name, src.name, err.row, str(err).split("\n")[0], epoch)
             raise
 
 
@@ -76,7 +101,7 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     def sample(self, key: tuple[int, int, int]) -> Sample | Skipped:
         task, row, epoch = key
         rng = np.random.default_rng((self.seed, epoch, task, row))
-        return self.tasks[task].sample(row, rng)
+        return self.tasks[task].sample(row, rng, epoch)
 
     def __getitem__(self, mb: MicroBatch) -> Batch | None:
         """A whole micro-batch, built in the worker: samples, then collation."""

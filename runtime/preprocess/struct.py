@@ -50,18 +50,49 @@ def linearize_database(value) -> str:
 
 
 def table(value, attrs: dict, ctx: Context) -> Tokens:
-    text = linearize_table(value, attrs.get("row_separator", " | "), attrs.get("col_separator", " : "))
-    return _tokens(text.lower(), attrs, ctx)
+    def render(cell_words):
+        return linearize_table(_trim_cells(value, cell_words), attrs.get("row_separator", " | "),
+                               attrs.get("col_separator", " : "))
+    return _tokens(render, attrs, ctx)
 
 
 def database(value, attrs: dict, ctx: Context) -> Tokens:
-    return _tokens(linearize_database(value).lower(), attrs, ctx)
+    return _tokens(lambda cell_words: linearize_database(_trim_cells(value, cell_words)), attrs, ctx)
 
 
-def _tokens(text: str, attrs: dict, ctx: Context) -> Tokens:
-    ids = ctx.vocab.encode(clean(text, attrs))
-    if attrs.get("max_length"):
-        ids = ids[: attrs["max_length"]]
+def _trim_cells(value, words: int | None):
+    """The structure with every cell cut to `words` words (None: untouched)."""
+    if words is None:
+        return value
+    if isinstance(value, str):  # a JSON-serialized structure, or already linearized text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return _cut(value, words)
+
+
+def _cut(value, words: int):
+    if isinstance(value, dict):
+        return {k: _cut(v, words) if k not in ("db_id", "name", "table_name") else v for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cut(v, words) for v in value]
+    return " ".join(str(value).split()[:words])
+
+
+def _tokens(render, attrs: dict, ctx: Context) -> Tokens:
+    """With `max_length`, shrink the per-cell word budget until the whole structure fits, so
+    every cell keeps its start (rather than losing the last rows), then cut what is left."""
+    ids = ctx.vocab.encode(clean(render(None).lower(), attrs))
+    limit = attrs.get("max_length")
+    if limit and len(ids) > limit:
+        words = 32
+        while words > 1:
+            ids = ctx.vocab.encode(clean(render(words).lower(), attrs))
+            if len(ids) <= limit:
+                break
+            words //= 2
+        ids = ids[:limit]
     return Tokens(ids)
 
 

@@ -1,7 +1,6 @@
 """Preprocessors on real files, and their diagnostics for bad input."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
