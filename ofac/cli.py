@@ -125,6 +125,37 @@ def fmt(
     raise typer.Exit(1 if failed or (check_only and changed) else 0)
 
 
+class Split(str, Enum):
+    train = "train"
+    valid = "valid"
+    test = "test"
+
+
+@app.command()
+def data(
+    file: Path = typer.Argument(..., help="A `.ofa` task file."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only this task.", show_default=False),
+    split: Split = typer.Option(Split.train, "--split", "-s", help="Which data split to read."),
+    rows: int = typer.Option(2, "--rows", "-n", min=1, help="Rows to show per task."),
+) -> None:
+    """Run the data path on a few rows and show what the model will see (needs the runtime)."""
+    compiled, diags = compiler.compile_file(file)
+    err = _console(stderr=True)
+    _print_diags(diags, err)
+    if compiled is None:
+        err.print(f"cannot read the data: {summary(diags)}", style="bold red")
+        raise typer.Exit(1)
+    if task is not None and compiled.task(task) is None:
+        raise typer.BadParameter(f"no task `{task}` (tasks: {', '.join(t.task for t in compiled.tasks)})",
+                                 param_hint="--task")
+    from ofac.runtime.preview import preview
+
+    result = preview(compiled, file.parent, task, split.value, rows)
+    print("\n".join(result.lines))
+    _print_diags(result.diagnostics, err)
+    raise typer.Exit(1 if result.diagnostics else 0)
+
+
 @app.command()
 def modalities(
     name: Optional[str] = typer.Argument(None, help="Show only this modality (e.g. TEXT).", show_default=False),

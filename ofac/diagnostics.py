@@ -30,13 +30,14 @@ class Diagnostic:
     notes: tuple[Note, ...] = ()
     help: str = ""
     file: str | None = None  # for diagnostics without a span (e.g. a missing file)
+    line: int | None = None  # with `file`: the line or data row (1-based)
 
     @property
     def is_error(self) -> bool:
         return self.severity is Severity.ERROR
 
     def to_json(self) -> dict:
-        line = column = end_line = end_column = None
+        line, column, end_line, end_column = self.line, None, None, None
         file = self.file
         if self.span is not None:
             src = self.span.source

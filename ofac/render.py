@@ -21,7 +21,7 @@ def render(d: Diagnostic) -> Text:
         _snippet(out, d.span, d.label, "^", _STYLE[d.severity], width)
     elif d.file:
         out.append("  --> ", _GUTTER)
-        out.append(f"{d.file}\n")
+        out.append(f"{d.file}" + (f":{d.line}" if d.line else "") + "\n")
         width = 2
     else:
         width = 2

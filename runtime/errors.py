@@ -23,7 +23,7 @@ class DataError(Exception):
             from ofac.diagnostics import Note
 
             notes = (Note(f"while running IR op {op}"),)
-        self.diagnostic = Diagnostic(code, Severity.ERROR, text, None, notes=notes, help=help, file=file)
+        self.diagnostic = Diagnostic(code, Severity.ERROR, text, None, notes=notes, help=help, file=file, line=row)
         super().__init__(text + (f"\n  help: {help}" if help else ""))
 
 

@@ -1,0 +1,86 @@
+"""Write the media files that examples/data/*.jsonl refer to (deterministic, a second or two).
+
+  python examples/make_media.py [--out examples/data]
+
+Images are the shapes scenes the captions, questions and boxes describe; audio is a tone
+sequence per spoken word (a stand-in until the example zoo synthesizes speech); video is a
+square moving the way its caption says.  The files are generated, not shipped."""
+from __future__ import annotations
+
+import argparse
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 60), "yellow": (230, 200, 30)}
+
+# shapes per scene: (kind, colour, box x0 y0 x1 y1) on a 200x200 canvas; boxes match data/*.jsonl
+SCENES = {
+    "shapes_0": [("circle", "red", (40, 12, 96, 70)), ("square", "blue", (30, 100, 110, 180))],
+    "shapes_1": [("triangle", "green", (100, 90, 180, 170))],
+    "shapes_2": [("square", "yellow", (8, 120, 60, 172)), ("square", "yellow", (120, 120, 172, 172))],
+}
+
+
+def draw_scene(path: Path, shapes) -> None:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (200, 200), (245, 245, 240))
+    d = ImageDraw.Draw(img)
+    for kind, colour, (x0, y0, x1, y1) in shapes:
+        fill = COLOURS[colour]
+        if kind == "circle":
+            d.ellipse((x0, y0, x1, y1), fill=fill)
+        elif kind == "triangle":
+            d.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=fill)
+        else:
+            d.rectangle((x0, y0, x1, y1), fill=fill)
+    img.save(path)
+
+
+def speak(path: Path, text: str, rate: int = 16000) -> None:
+    """One 0.25 s tone per word, its pitch a stable function of the word."""
+    import soundfile as sf
+
+    pieces = []
+    for word in text.split():
+        freq = 200 + zlib.crc32(word.encode()) % 600
+        t = np.arange(int(0.25 * rate)) / rate
+        pieces += [0.3 * np.sin(2 * np.pi * freq * t), np.zeros(int(0.05 * rate))]
+    sf.write(path, np.concatenate(pieces).astype(np.float32), rate)
+
+
+def moving_square(path: Path, direction: str = "left", frames: int = 16, size: int = 64) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=8)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for k in range(frames):
+            arr = np.full((size, size, 3), 240, dtype=np.uint8)
+            x = size - 16 - k * 3 if direction == "left" else k * 3
+            arr[24:40, x:x + 16] = COLOURS["green"]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def main(out: Path) -> None:
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "audio").mkdir(exist_ok=True)
+    (out / "video").mkdir(exist_ok=True)
+    for name, shapes in SCENES.items():
+        draw_scene(out / "images" / f"{name}.png", shapes)
+    for i, text in enumerate(["three one four", "one five nine", "two six five"]):
+        speak(out / "audio" / f"digits_{i}.flac", text)
+    moving_square(out / "video" / "moving_0.mp4", "left")
+    print(f"wrote media for the example data under {out}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "data")
+    main(ap.parse_args().out)

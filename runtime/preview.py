@@ -1,0 +1,105 @@
+"""`ofac data`: run a task file's data path on a few rows and show what the model will see.
+Bad rows come back as diagnostics, exactly as training would report them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ofac.compiler import CompiledFile
+from ofac.diagnostics import Diagnostic
+
+from .data.dataset import TaskData
+from .data.sources import open_source
+from .errors import DataError
+from .execute import TaskRunner
+from .tokenizer import SPECIALS, Vocab, build_vocab
+
+
+@dataclass
+class Preview:
+    lines: list[str] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def task_data(compiled: CompiledFile, base_dir: Path, split: str, vocab: Vocab | None) -> dict[str, TaskData]:
+    """Each task's rows for one split (tasks without data for it are left out)."""
+    out = {}
+    for checked, task in zip(compiled.checked.tasks, compiled.tasks):
+        files = checked.setting(split, ())
+        if files:
+            columns = checked.setting("columns", ())
+            sources = [open_source(f, columns, base_dir) for f in files]
+            out[task.task] = TaskData(TaskRunner(task, vocab, split), sources, checked.setting("on_error", "fail"))
+    return out
+
+
+def run_vocab(compiled: CompiledFile, base_dir: Path, max_rows: int | None = None) -> Vocab:
+    """The run's vocabulary: `model { tokenizer = ... }` if given, else trained on the train data."""
+    model = dict(compiled.checked.model)
+    if model.get("tokenizer"):
+        return Vocab.load(base_dir / model["tokenizer"])
+    train = task_data(compiled, base_dir, "train", None)
+    tasks = [t for t in compiled.tasks if t.task in train]
+    return build_vocab(tasks, [train[t.task] for t in tasks], model.get("vocab_size", 8000), max_rows)
+
+
+def show_tokens(vocab: Vocab, ids) -> str:
+    """Token ids as text: BPE runs decoded, special and reserved tokens by name."""
+    names = {i: s for i, s in enumerate(SPECIALS)}
+    names.update({t: f"<bin_{k}>" for k, t in enumerate(vocab.bin_ids)})
+    names.update({t: f"<phone_{p}>" for p, t in vocab.phone_ids.items()})
+    out, run = [], []
+    for i in [int(x) for x in ids]:
+        if i in names or i in vocab.reserved_ids:
+            if run:
+                out.append(vocab.decode(run))
+                run = []
+            out.append(names.get(i, f"<{i}>"))
+        else:
+            run.append(i)
+    if run:
+        out.append(vocab.decode(run))
+    return " ".join(out)
+
+
+def preview(compiled: CompiledFile, base_dir: Path, task: str | None = None, split: str = "train",
+            rows: int = 2, seed: int = 1) -> Preview:
+    result = Preview()
+    try:
+        vocab = run_vocab(compiled, base_dir, max_rows=2000)
+        datas = task_data(compiled, base_dir, split, vocab)
+    except DataError as err:
+        result.diagnostics.append(err.diagnostic)
+        return result
+    names = [t.task for t in compiled.tasks if task in (None, t.task)]
+    result.lines.append(f"vocabulary: {len(vocab)} tokens ({len(vocab.bin_ids)} box bins, "
+                        f"{len(vocab.phone_ids)} phones)")
+    for name in names:
+        data = datas.get(name)
+        if data is None:
+            result.lines.append(f"\ntask {name}: no `{split}` data")
+            continue
+        result.lines.append(f"\ntask {name}: {len(data)} {split} rows")
+        for i in range(min(rows, len(data))):
+            try:
+                s = data.sample(i, np.random.default_rng((seed, i)))
+            except DataError as err:
+                result.diagnostics.append(err.diagnostic)
+                continue
+            if not hasattr(s, "encoder"):  # skipped under on_error = skip
+                result.lines.append(f"  row {s.row}: skipped ({s.message})")
+                continue
+            result.lines.append(f"  row {s.meta['row']}:")
+            for seg in s.encoder:
+                if seg.data.dtype.is_floating_point or seg.data.dim() > 1:
+                    result.lines.append(f"    encoder {seg.adaptor:<22} {str(seg.data.dtype)[6:]}{list(seg.data.shape)}")
+                else:
+                    result.lines.append(f"    encoder {seg.adaptor:<22} {show_tokens(vocab, seg.data)}")
+            forced = show_tokens(vocab, s.target[:s.prefix])
+            trained = show_tokens(vocab, [t for t, m in zip(s.target, s.loss_mask) if m])
+            if forced:
+                result.lines.append(f"    decoder prefix (forced)        {forced}")
+            result.lines.append(f"    decoder target (with loss)     {trained}")
+    return result
