@@ -59,5 +59,7 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(ex.parent)
     scope: dict = {}
     exec(compile(code.replace("num_workers=2", "num_workers=0"), "README.md", "exec"), scope)
-    batch = scope["batch"]
-    assert len(batch) == 9 and batch.inputs["image_patch"].dtype.is_floating_point  # one row of every task
+    mixed, batch = scope["mixed"], scope["batch"]
+    # mixing = all: each update is one micro-batch of every task, the video task last
+    assert mixed.update == 9 and mixed.last_of_update and batch.tasks == ["video_caption"]
+    assert batch.inputs["video_image_sequence"].dtype.is_floating_point and not batch.norms
