@@ -69,13 +69,15 @@ def make_data(root: Path, n_images: int, n_audio: int, seed: int = 0):
     return img_rows, audio_rows
 
 
-class PlainImages(torch.utils.data.Dataset):
+class PlainRows(torch.utils.data.Dataset):
     def __init__(self, rows, root, vocab):
         self.rows, self.root, self.vocab = rows, root, vocab
 
     def __len__(self):
         return len(self.rows)
 
+
+class PlainImages(PlainRows):
     def __getitem__(self, i):
         from PIL import Image
 
@@ -86,13 +88,7 @@ class PlainImages(torch.utils.data.Dataset):
         return x, torch.tensor([0] + self.vocab.encode(r["cap"]) + [2])
 
 
-class PlainAudio(torch.utils.data.Dataset):
-    def __init__(self, rows, root, vocab):
-        self.rows, self.root, self.vocab = rows, root, vocab
-
-    def __len__(self):
-        return len(self.rows)
-
+class PlainAudio(PlainRows):
     def __getitem__(self, i):
         import soundfile as sf
 
