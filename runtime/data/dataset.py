@@ -125,6 +125,12 @@ class MixedBatch:
     batch: Batch | None
     skipped: list[Skipped]
 
+    def pin_memory(self) -> "MixedBatch":
+        """Called by the DataLoader's pinning thread (device loaders only)."""
+        if self.batch is not None:
+            self.batch = self.batch.pin_memory()
+        return self
+
 
 def column_lengths(task: TaskData, columns: list[str]) -> np.ndarray:
     """A cheap length key per row (characters of its text columns), for length bucketing."""
