@@ -44,15 +44,25 @@ def image(value, attrs: dict, ctx: Context, boxes: list | None = None) -> Featur
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, border: torch.Tensor) -> torch.Tensor:
     """uint8 images [N,3,H,W] or clips [N,T,3,H,W] -> normalized float, per-row mean/std [N,3];
-    rows with a mask border get their centre zeroed (image infilling input)."""
-    shape = (x.shape[0],) + (1,) * (x.dim() - 4) + (3, 1, 1)
+    rows with a mask border get their centre zeroed (image infilling input).
+
+    (x/255 - mean)/std is one affine map per channel, x*a + b, applied row by row so each
+    image is converted and scaled while it is in cache: normalization is memory-bound, and
+    separate whole-batch passes made two CPU workers contend for memory bandwidth."""
+    shape = (1,) * (x.dim() - 4) + (3, 1, 1)
+    scale = (1.0 / (255.0 * std)).to(x.device)
+    shift = (-mean / std).to(x.device)
     if x.device.type == "cpu":  # in a worker, straight into shared memory
         from ..collate import alloc
 
-        y = alloc(tuple(x.shape), torch.float32).copy_(x).div_(255.0)
+        y = alloc(tuple(x.shape), torch.float32)
     else:
-        y = x.to(torch.float32).div_(255.0)
-    y = y.sub_(mean.view(shape)).div_(std.view(shape))
+        y = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    if x.device.type == "cpu":
+        for row in range(x.shape[0]):
+            y[row].copy_(x[row]).mul_(scale[row].view(shape)).add_(shift[row].view(shape))
+    else:  # on an accelerator one batched kernel is best
+        y.copy_(x).mul_(scale.view((-1,) + shape)).add_(shift.view((-1,) + shape))
     for row in torch.nonzero(border).flatten().tolist():
         b = int(border[row])
         y[row, ..., b:y.shape[-2] - b, b:y.shape[-1] - b] = 0
