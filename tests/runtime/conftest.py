@@ -15,8 +15,9 @@ CORPUS = ["a red circle above a blue square", "what does the image describe?", "
           "describe", "yes", "no", "the quick brown fox jumps over the lazy dog", "what is said?"] * 5
 
 
-def lower(instruction: str, name: str = "t"):
-    task, diags = compile_instruction(instruction, task=name)
+def lower(instruction: str, name: str = "t", **model):
+    """Compile an instruction; `model` are model-block settings (e.g. image_size=64)."""
+    task, diags = compile_instruction(instruction, task=name, model=tuple(model.items()))
     assert task is not None, [d.message for d in diags]
     return task
 

@@ -1,0 +1,282 @@
+"""The generalist encoder-decoder.
+
+One transformer serves every task.  Modality adaptors turn each encoder input (token ids,
+pixels, fbank frames, video clips) into a sequence of d_model vectors; the encoder reads the
+concatenation of an example's segments; the decoder predicts tokens (text, box bins) with an
+output projection tied to the token embedding.
+
+Shapes: B examples, S encoder positions, L decoder positions, D = d_model, H heads,
+N rows of one adaptor's inputs in the batch (several per example are possible)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PRESETS = {
+    "tiny": dict(d_model=256, ffn_dim=1024, encoder_layers=4, decoder_layers=4, heads=4),
+    "small": dict(d_model=512, ffn_dim=2048, encoder_layers=6, decoder_layers=6, heads=8),
+    "base": dict(d_model=768, ffn_dim=3072, encoder_layers=6, decoder_layers=6, heads=12),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    d_model: int = 256
+    ffn_dim: int = 1024
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    heads: int = 4
+    dropout: float = 0.1
+    max_positions: int = 1024
+    image_size: int = 256
+    patch_size: int = 16
+    n_mels: int = 80
+    video_frames: int = 8
+    adaptors: tuple[str, ...] = ("text",)  # encoder adaptors the run's tasks use
+
+    @classmethod
+    def from_settings(cls, model: dict, vocab_size: int, adaptors) -> "ModelConfig":
+        """From a `.ofa` model block: the preset, then any field it overrides."""
+        fields = dict(PRESETS[model.get("preset", "tiny")])
+        for key in ("d_model", "ffn_dim", "encoder_layers", "decoder_layers", "heads", "dropout", "image_size",
+                    "patch_size", "video_frames"):
+            if model.get(key) is not None:
+                fields[key] = model[key]
+        return cls(vocab_size=vocab_size, adaptors=tuple(sorted(set(adaptors))), **fields)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __post_init__(self):
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
+
+
+# ------------------------------------------------------------------------------ layers
+
+class Attention(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.q, self.k, self.v, self.out = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, x, memory=None, mask=None, causal=False):
+        # x: [B, T, D]; memory: [B, S, D] (cross-attention) or None; mask: [B, 1, 1, S] True = attend
+        src = x if memory is None else memory
+        B, T, D = x.shape
+        q = self.q(x).view(B, T, self.heads, -1).transpose(1, 2)  # [B, H, T, D/H]
+        k = self.k(src).view(B, src.shape[1], self.heads, -1).transpose(1, 2)  # [B, H, S, D/H]
+        v = self.v(src).view(B, src.shape[1], self.heads, -1).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, T, D))  # [B, T, D]
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block; with `cross`, a decoder block."""
+
+    def __init__(self, cfg: ModelConfig, cross: bool = False):
+        super().__init__()
+        d = cfg.d_model
+        self.ln1, self.attn = nn.LayerNorm(d), Attention(d, cfg.heads, cfg.dropout)
+        self.cross = Attention(d, cfg.heads, cfg.dropout) if cross else None
+        self.ln_cross = nn.LayerNorm(d) if cross else None
+        self.ln2 = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(), nn.Dropout(cfg.dropout),
+                                 nn.Linear(cfg.ffn_dim, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask=None, memory=None, memory_mask=None, causal=False):
+        x = x + self.drop(self.attn(self.ln1(x), mask=mask, causal=causal))
+        if self.cross is not None:
+            x = x + self.drop(self.cross(self.ln_cross(x), memory=memory, mask=memory_mask))
+        return x + self.drop(self.ffn(self.ln2(x)))
+
+
+# ------------------------------------------------------------------------------ adaptors
+
+class TextAdaptor(nn.Module):
+    """Token ids -> the shared embedding plus learned positions restarting at each segment."""
+
+    def __init__(self, cfg: ModelConfig, embed: nn.Embedding):
+        super().__init__()
+        self.embed = embed
+        self.pos = nn.Embedding(cfg.max_positions, cfg.d_model)
+        self.scale = math.sqrt(cfg.d_model)
+
+    def forward(self, ids, lengths=None):
+        # ids: [N, T] -> [N, T, D], lengths [N]
+        T = ids.shape[1]
+        if T > self.pos.num_embeddings:
+            raise ValueError(f"a token sequence of {T} exceeds max_positions={self.pos.num_embeddings}")
+        x = self.embed(ids) * self.scale + self.pos(torch.arange(T, device=ids.device))
+        if lengths is None:
+            lengths = torch.full((ids.shape[0],), T, device=ids.device)
+        return x, lengths
+
+
+class PatchAdaptor(nn.Module):
+    """Images [N, 3, S, S] -> (S/p)^2 patch vectors (a ViT-style convolutional patch embedding)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.proj = nn.Conv2d(3, cfg.d_model, cfg.patch_size, stride=cfg.patch_size)
+        self.grid = cfg.image_size // cfg.patch_size
+        self.pos = nn.Parameter(torch.zeros(self.grid * self.grid, cfg.d_model))
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, images, lengths=None):
+        x = self.proj(images)  # [N, D, g, g]
+        if x.shape[-1] != self.grid:
+            raise ValueError(f"images of {images.shape[-1]} px do not match the model's image_size")
+        x = x.flatten(2).transpose(1, 2) + self.pos  # [N, g*g, D]
+        return x, torch.full((x.shape[0],), x.shape[1], device=x.device)
+
+
+class ResNetAdaptor(nn.Module):
+    """`adaptor=image_resnet`: a small residual convolutional stem (stride 16), trained from scratch."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+
+        def stage(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.BatchNorm2d(cout), nn.GELU(),
+                                 nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout))
+
+        widths = [3, 32, 64, 128, d]
+        self.stages = nn.ModuleList(stage(a, b) for a, b in zip(widths, widths[1:]))  # 4 x stride 2 = 16
+        self.skips = nn.ModuleList(nn.Conv2d(a, b, 1, stride=2) for a, b in zip(widths, widths[1:]))
+        grid = cfg.image_size // 16
+        self.pos = nn.Parameter(torch.zeros(grid * grid, d))
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, images, lengths=None):
+        x = images
+        for stage, skip in zip(self.stages, self.skips):
+            x = F.gelu(stage(x) + skip(x))  # [N, C, H/2, W/2]
+        x = x.flatten(2).transpose(1, 2) + self.pos  # [N, (S/16)^2, D]
+        return x, torch.full((x.shape[0],), x.shape[1], device=x.device)
+
+
+class AudioAdaptor(nn.Module):
+    """fbank frames [N, T, 80] -> two stride-2 convolutions (T/4 steps) plus learned positions."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.conv = nn.Sequential(nn.Conv1d(cfg.n_mels, d, 5, stride=2, padding=2), nn.GELU(),
+                                  nn.Conv1d(d, d, 5, stride=2, padding=2), nn.GELU())
+        self.pos = nn.Embedding(cfg.max_positions, d)
+
+    def forward(self, frames, lengths):
+        x = self.conv(frames.transpose(1, 2)).transpose(1, 2)  # [N, ceil(T/4), D]
+        if x.shape[1] > self.pos.num_embeddings:
+            raise ValueError(f"{x.shape[1]} audio steps exceed max_positions={self.pos.num_embeddings}")
+        x = x + self.pos(torch.arange(x.shape[1], device=x.device))
+        return x, torch.div(lengths + 3, 4, rounding_mode="floor")
+
+
+class VideoAdaptor(nn.Module):
+    """Clips [N, F, 3, S, S] -> per-frame patches plus a frame (time) embedding: F * (S/p)^2 steps."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.patches = PatchAdaptor(cfg)
+        self.frame = nn.Embedding(cfg.video_frames, cfg.d_model)
+
+    def forward(self, clips, lengths=None):
+        N, Fr = clips.shape[:2]
+        x, _ = self.patches(clips.flatten(0, 1))  # [N*F, P, D]
+        x = x.view(N, Fr, -1, x.shape[-1]) + self.frame(torch.arange(Fr, device=x.device))[None, :, None]
+        x = x.flatten(1, 2)  # [N, F*P, D]
+        return x, torch.full((N,), x.shape[1], device=x.device)
+
+
+def build_adaptor(name: str, cfg: ModelConfig, embed: nn.Embedding) -> nn.Module:
+    if name == "text":
+        return TextAdaptor(cfg, embed)
+    if name in ("image_patch", "image_vit", "image_patch_embed"):
+        return PatchAdaptor(cfg)
+    if name == "image_resnet":
+        return ResNetAdaptor(cfg)
+    if name == "audio_fbank":
+        return AudioAdaptor(cfg)
+    if name == "video_image_sequence":
+        return VideoAdaptor(cfg)
+    raise NotImplementedError(f"adaptor `{name}` is not supported by the ofac runtime yet")
+
+
+# ------------------------------------------------------------------------------ model
+
+class GeneralistModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.embed = nn.Embedding(cfg.vocab_size, d, padding_idx=1)
+        nn.init.normal_(self.embed.weight, std=d ** -0.5)
+        names = sorted(set(cfg.adaptors) | {"text"})
+        self.adaptors = nn.ModuleDict({n: build_adaptor(n, cfg, self.embed) for n in names})
+        self.types = nn.ParameterDict({n: nn.Parameter(torch.zeros(d)) for n in names})  # which segment is which
+        self.encoder = nn.ModuleList(Block(cfg) for _ in range(cfg.encoder_layers))
+        self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.decoder_layers))
+        self.dec_pos = nn.Embedding(cfg.max_positions, d)
+        self.ln_enc, self.ln_dec, self.ln_emb = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def encode(self, batch):
+        """-> memory [B, S, D] and its mask [B, 1, 1, S] (True = a real position)."""
+        parts = {}
+        for name, x in batch.inputs.items():
+            if name not in self.adaptors:
+                raise NotImplementedError(f"this model has no `{name}` adaptor (its tasks never used one)")
+            h, n = self.adaptors[name](x, batch.lengths.get(name))  # [N, T, D], [N]
+            parts[name] = (h + self.types[name], n)
+        rows = []
+        for layout in batch.layout:  # one example: its segments in encoder order
+            rows.append(torch.cat([parts[a][0][i, : int(parts[a][1][i])] for a, i in layout]))  # [S_b, D]
+        lengths = torch.tensor([r.shape[0] for r in rows], device=rows[0].device)
+        x = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # [B, S, D]
+        mask = (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None])[:, None, None]  # [B,1,1,S]
+        x = self.drop(self.ln_emb(x))
+        for block in self.encoder:
+            x = block(x, mask=mask)
+        return self.ln_enc(x), mask
+
+    def decode(self, tokens, memory, memory_mask):
+        """tokens [B, L] -> logits [B, L, V] (causal: position t sees tokens <= t)."""
+        L = tokens.shape[1]
+        if L > self.dec_pos.num_embeddings:
+            raise ValueError(f"a decoder sequence of {L} exceeds max_positions={self.dec_pos.num_embeddings}")
+        x = self.embed(tokens) * math.sqrt(self.cfg.d_model) + self.dec_pos(torch.arange(L, device=tokens.device))
+        x = self.drop(self.ln_emb(x))
+        for block in self.decoder:
+            x = block(x, memory=memory, memory_mask=memory_mask, causal=True)
+        return self.ln_dec(x) @ self.embed.weight.T  # tied output projection, [B, L, V]
+
+    def forward(self, batch):
+        memory, mask = self.encode(batch)
+        return self.decode(batch.decoder_input, memory, mask)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def label_smoothed_loss(logits, target, mask, eps: float = 0.1, weights=None):
+    """Mean label-smoothed cross-entropy over the positions that carry loss.
+    logits [B, L, V]; target [B, L]; mask [B, L] bool; weights [B] per-example task weights."""
+    lprobs = F.log_softmax(logits.float(), dim=-1)
+    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # [B, L]
+    smooth = -lprobs.mean(-1)  # [B, L]
+    loss = (1 - eps) * nll + eps * smooth
+    m = mask.float() if weights is None else mask.float() * weights[:, None]
+    return (loss * m).sum() / mask.float().sum().clamp(min=1), (nll * mask.float()).sum() / mask.float().sum().clamp(min=1)
+

@@ -1,0 +1,106 @@
+"""The generalist model: mixed-modality batches, causality, padding, learning."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import lower
+from media import write_audio, write_image, write_video
+from ofac.runtime.collate import collate
+from ofac.runtime.execute import TaskRunner
+from ofac.runtime.model import GeneralistModel, ModelConfig, label_smoothed_loss
+
+
+def small_cfg(vocab, **kw):
+    base = dict(vocab_size=len(vocab), d_model=64, ffn_dim=128, encoder_layers=2, decoder_layers=2, heads=4,
+                dropout=0.0, image_size=64, patch_size=16, video_frames=8,
+                adaptors=("text", "image_patch", "image_resnet", "audio_fbank", "video_image_sequence"))
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+@pytest.fixture
+def mixed(tmp_path, vocab):
+    write_image(tmp_path / "a.png", size=(50, 40), box=(5, 5, 30, 30))
+    write_audio(tmp_path / "a.wav", seconds=0.6, rate=16000)
+    write_video(tmp_path / "v.mp4", frames=10)
+    rng = np.random.default_rng(0)
+
+    def run(instr, row):  # 64 px images and clips for the small test model
+        return TaskRunner(lower(instr, image_size=64), vocab, "valid")(row, rng, tmp_path)
+
+    return [run("[IMAGE:img] what does the image describe? -> [TEXT:cap]", {"img": "a.png", "cap": "a red box"}),
+            run("[IMAGE:img,adaptor=image_resnet] where? -> [BOX:box]", {"img": "a.png", "box": [5, 5, 30, 30]}),
+            run("[AUDIO:wav] what is said? -> [TEXT:t]", {"wav": "a.wav", "t": "yes"}),
+            run("[VIDEO:v] what happens? -> [TEXT:cap]", {"v": "v.mp4", "cap": "a green square moves"}),
+            run("summarize: [TEXT:s] -> [TEXT:t]", {"s": "the quick brown fox jumps over the lazy dog", "t": "fox"})]
+
+
+def test_mixed_modalities_in_one_batch(mixed, vocab):
+    torch.manual_seed(0)
+    model = GeneralistModel(small_cfg(vocab)).eval()
+    batch = collate(mixed).to("cpu")
+    logits = model(batch)
+    assert logits.shape == (*batch.decoder_input.shape, len(vocab)) and torch.isfinite(logits).all()
+    loss, _ = label_smoothed_loss(logits, batch.target, batch.loss_mask)
+    loss.backward()
+    for name in ("text", "image_patch", "image_resnet", "audio_fbank", "video_image_sequence"):
+        grads = [p.grad for p in model.adaptors[name].parameters() if p.requires_grad]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+
+
+def test_each_example_is_independent_of_its_batch_mates(mixed, vocab):
+    torch.manual_seed(0)
+    model = GeneralistModel(small_cfg(vocab)).eval()
+    together = model(collate(mixed).to("cpu"))
+    for i, s in enumerate(mixed):
+        alone = model(collate([s]).to("cpu"))
+        n = len(s.target)
+        assert torch.allclose(alone[0, :n], together[i, :n], atol=1e-4), i
+
+
+def test_decoder_is_causal(mixed, vocab):
+    torch.manual_seed(0)
+    model = GeneralistModel(small_cfg(vocab)).eval()
+    batch = collate(mixed[-1:]).to("cpu")
+    base = model(batch)
+    changed = batch.decoder_input.clone()
+    changed[0, -1] = 7
+    batch.decoder_input = changed
+    after = model(batch)
+    assert torch.allclose(base[0, :-1], after[0, :-1], atol=1e-5) and not torch.allclose(base[0, -1], after[0, -1])
+
+
+def test_tiny_preset_has_about_ten_million_parameters():
+    model = GeneralistModel(ModelConfig(vocab_size=8000, adaptors=("text", "image_patch")))
+    assert 9e6 < model.num_parameters() < 13e6
+
+
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(vocab_size=100, d_model=100, heads=3)
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        ModelConfig(vocab_size=100, image_size=100, patch_size=16)
+
+
+def test_a_tiny_task_is_learned_to_near_zero_loss(vocab):
+    runner = TaskRunner(lower("reverse: [TEXT:s] -> [TEXT:t]"), vocab, "valid")
+    pairs = [("red circle", "circle red"), ("blue square", "square blue"), ("green triangle", "triangle green"),
+             ("yellow box", "box yellow")]
+    rng = np.random.default_rng(0)
+    batch = collate([runner({"s": s, "t": t}, rng) for s, t in pairs]).to("cpu")
+    torch.manual_seed(0)
+    model = GeneralistModel(small_cfg(vocab, adaptors=("text",)))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for step in range(150):
+        loss, nll = label_smoothed_loss(model(batch), batch.target, batch.loss_mask, eps=0.0)
+        first = first if first is not None else nll.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first > 3.0 and nll.item() < 0.05
+    model.eval()
+    pred = model(batch).argmax(-1)
+    assert torch.equal(pred[batch.loss_mask], batch.target[batch.loss_mask])  # teacher-forced, every token right
