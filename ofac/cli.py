@@ -156,6 +156,58 @@ def data(
     raise typer.Exit(1 if result.diagnostics else 0)
 
 
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="A `.ofa` task file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: train { out }).",
+                                       show_default=False),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Number of updates (default: train { steps }).",
+                                        show_default=False),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory."),
+    device: Optional[Device] = typer.Option(None, "--device", help="Where to train (default: train { device }).",
+                                            show_default=False),
+    precision: Optional[Precision] = typer.Option(None, "--precision", help="fp32, bf16 autocast, or auto.",
+                                                  show_default=False),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (torchrun DDP); only 1 is supported yet."),
+) -> None:
+    """Train one generalist model on every task of the file; Ctrl-C saves a checkpoint."""
+    err = _console(stderr=True)
+    compiled, diags = compiler.compile_file(file)
+    _print_diags(diags, err)
+    if compiled is None:
+        err.print(f"cannot train: {summary(diags)}", style="bold red")
+        raise typer.Exit(1)
+    from ofac.runtime.checkpoint import CheckpointError
+    from ofac.runtime.errors import DataError
+    from ofac.runtime.trainer import Trainer
+
+    try:
+        if nproc > 1:
+            from ofac.runtime.errors import NotSupportedYet
+
+            raise NotSupportedYet("multi-process training (--nproc > 1)", help="train with one process for now")
+        result = Trainer(compiled, file.parent, out=out, steps=steps, resume=resume,
+                         device=device.value if device else None, precision=precision.value if precision else None,
+                         log=lambda msg: err.print(msg, highlight=False)).fit()
+    except (CheckpointError, DataError) as e:
+        _print_diags([e.diagnostic], err)
+        raise typer.Exit(1)
+    err.print(f"{'interrupted at' if result.interrupted else 'finished'} step {result.step}: {result.run_dir}")
+    raise typer.Exit(130 if result.interrupted else 0)
+
+
 @app.command()
 def modalities(
     name: Optional[str] = typer.Argument(None, help="Show only this modality (e.g. TEXT).", show_default=False),

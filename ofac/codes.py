@@ -49,3 +49,21 @@ CODES = {
     "W0106": "modality not executable by the runtime yet",
     "W0107": "`preprocessor=` read as `preprocess=`",
 }
+
+# Codes of the runtime (ofac.runtime): data rows and files, checkpoints and run directories.
+# They are raised at run time, so they are tested by the runtime tests, not by goldens.
+RUNTIME_CODES = {
+    "E0100": "a construct the runtime does not support yet",
+    "E0101": "unknown or unsupported data format",
+    "E0102": "malformed data row",
+    "E0103": "a data format that needs an optional package",
+    "E0104": "a row the IR cannot preprocess (missing column, unreadable media, bad value)",
+    "E0110": "missing file in a run directory",
+    "E0111": "corrupt JSON in a run directory",
+    "E0112": "incomplete latest checkpoint",
+    "E0113": "unreadable checkpoint tensors",
+    "E0114": "weights that do not fit the model",
+    "E0115": "--resume without a checkpoint",
+    "E0116": "--resume with another configuration",
+    "E0117": "a new run in a directory that already holds one",
+}

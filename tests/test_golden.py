@@ -84,3 +84,13 @@ def test_code_table_matches_the_source():
         if f.name != "codes.py":
             used |= set(re.findall(r'"([EW]\d{4})"', f.read_text(encoding="utf-8")))
     assert used == set(CODES)
+
+
+def test_runtime_code_table_matches_the_runtime_source():
+    from ofac.codes import RUNTIME_CODES
+
+    src = Path(__file__).parents[1] / "runtime"
+    used = set()
+    for f in src.rglob("*.py"):
+        used |= set(re.findall(r'"(E01\d{2})"', f.read_text(encoding="utf-8")))
+    assert used == set(RUNTIME_CODES) and not set(RUNTIME_CODES) & set(CODES)

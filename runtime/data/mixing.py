@@ -132,7 +132,12 @@ class MixerSampler:
 
     def state_before(self, update: int) -> dict:
         """The mixer state from which update `update` is drawn (the resume point)."""
-        state = self._states[update]
+        if update in self._states:
+            state = self._states[update]
+        elif self.mixer.update == update:  # not drawn yet (no prefetching): the current state
+            state = self.mixer.state_dict()
+        else:
+            raise KeyError(f"no mixer state recorded for update {update}")
         for u in [u for u in self._states if u < update]:
             del self._states[u]
         return state

@@ -1,0 +1,138 @@
+"""Run directories and checkpoints.  Nothing here ever unpickles: weights and optimizer
+tensors are safetensors, everything else is JSON.  Every write goes to a temporary name
+first and is renamed into place, so a killed run never leaves a half checkpoint.
+
+    RUN/config.json          model config, tasks, settings, ofac version (written once)
+    RUN/tokenizer.json       the run's vocabulary
+    RUN/programs.json        the IR of every task
+    RUN/metrics.jsonl        one JSON object per logged step / validation
+    RUN/checkpoints/step-00000100/{model.safetensors, optimizer.safetensors, state.json}
+    RUN/checkpoints/latest   the name of the newest complete checkpoint
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from ofac.diagnostics import Diagnostic, Severity
+
+
+class CheckpointError(Exception):
+    """A run directory or checkpoint that cannot be used; carries a diagnostic."""
+
+    def __init__(self, code: str, message: str, path: Path, help: str = ""):
+        self.diagnostic = Diagnostic(code, Severity.ERROR, message, None, help=help, file=str(path))
+        super().__init__(f"{message} ({path})" + (f"\n  help: {help}" if help else ""))
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError("E0110", "missing file in the run directory", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError("E0111", f"corrupt JSON: {err}", path) from None
+
+
+def rng_state() -> dict:
+    return {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+
+
+def set_rng_state(state: dict) -> None:
+    raw = base64.b64decode(state["torch"])
+    torch.set_rng_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_load(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    for key, v in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(run: Path, step: int, model, opt, state: dict, keep_last: int = 2) -> Path:
+    """Write checkpoint `step` completely under a temporary name, rename it into place,
+    then point `latest` at it and prune old ones."""
+    ckdir = run / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    tmp = ckdir / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    tensors, meta = _optimizer_tensors(opt)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    write_json(tmp / "state.json", {**state, "step": step, "optimizer": meta, "rng": rng_state()})
+    final = ckdir / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_atomic(ckdir / "latest", name)
+    names = sorted(p.name for p in ckdir.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    for old in names[:-keep_last]:
+        shutil.rmtree(ckdir / old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    pointer = run / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = run / "checkpoints" / pointer.read_text().strip()
+    if not (path / "state.json").exists():
+        raise CheckpointError("E0112", "the latest checkpoint is incomplete", path,
+                              help="delete checkpoints/latest to fall back, or start a new run")
+    return path
+
+
+def load_checkpoint(path: Path, model, opt) -> dict:
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    except (OSError, RuntimeError, ValueError, SafetensorError) as err:
+        raise CheckpointError("E0113", f"unreadable weights: {err}", path / "model.safetensors") from None
+    if missing or unexpected:
+        raise CheckpointError("E0114", f"the weights do not fit this model (missing {sorted(missing)[:3]}, "
+                              f"unexpected {sorted(unexpected)[:3]})", path,
+                              help="the checkpoint belongs to another model configuration")
+    state = read_json(path / "state.json")
+    if opt is not None:
+        try:
+            tensors = load_file(str(path / "optimizer.safetensors"))
+        except (OSError, SafetensorError) as err:
+            raise CheckpointError("E0113", f"unreadable optimizer state: {err}", path / "optimizer.safetensors") from None
+        _optimizer_load(opt, tensors, state["optimizer"])
+    set_rng_state(state["rng"])
+    return state

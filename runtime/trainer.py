@@ -1,0 +1,311 @@
+"""Training one generalist model on every task of a task file (`ofac run`)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ofac import __version__, ir
+from ofac.compiler import CompiledFile
+
+from .checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_json, save_checkpoint,
+                         write_json)
+from .collate import collate
+from .data.dataset import SkipReport, TaskData, column_lengths
+from .data.loader import build_loader
+from .data.mixing import TaskPlan
+from .errors import NotSupportedYet
+from .model import GeneralistModel, ModelConfig
+from .preview import run_vocab, task_data
+from .tokenizer import Vocab
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    history: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def has_native_bf16() -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs with bf16 matrix units (AVX512-BF16, AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise NotSupportedYet("`device = cuda` on a machine without a CUDA GPU",
+                              help="use `--device cpu` (or `auto`)")
+    return torch.device(requested)
+
+
+def resolve_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """None for fp32; torch.bfloat16 for bf16 autocast."""
+    if requested == "fp32":
+        return None
+    if requested == "bf16" or (device.type == "cuda" or has_native_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def lr_lambda(steps: int, warmup: float, schedule: str):
+    warm = int(warmup * steps) if warmup < 1 else int(warmup)
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, steps - warm))
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if schedule == "polynomial":
+            return 1.0 - progress
+        return 1.0
+    return factor
+
+
+def _adaptors(tasks) -> list[str]:
+    return sorted({op.op.split(".", 1)[1] for t in tasks for p in t.programs for op in p.ops
+                   if op.family == "adapt" and op.get("side") == "encoder"})
+
+
+class Trainer:
+    def __init__(self, compiled: CompiledFile, base_dir: Path, *, out: Path | None = None, steps: int | None = None,
+                 resume: bool = False, device: str | None = None, precision: str | None = None, log=None):
+        self.compiled, self.base_dir = compiled, Path(base_dir)
+        opts = dict(compiled.checked.train)
+        for key, value in (("steps", steps), ("device", device), ("precision", precision)):
+            if value is not None:
+                opts[key] = value
+        if opts.get("ema"):
+            raise NotSupportedYet("`ema` (an EMA of the weights)", help="remove `ema` from the train block for now")
+        self.opts = opts
+        self.run = Path(out) if out is not None else self.base_dir / opts["out"]
+        self.resume = resume
+        self.device = resolve_device(opts["device"])
+        self.dtype = resolve_precision(opts["precision"], self.device)
+        self.log = log or (lambda msg: None)
+
+    # ------------------------------------------------------------------ setup
+
+    def _config(self, vocab: Vocab) -> dict:
+        model = dict(self.compiled.checked.model)
+        cfg = ModelConfig.from_settings(model, len(vocab), _adaptors(self.compiled.tasks))
+        return {"ofac_version": __version__, "model": cfg.to_dict(),
+                "tasks": [t.task for t in self.compiled.tasks], "source": self.compiled.path,
+                "train": {k: v for k, v in self.opts.items() if not isinstance(v, tuple)}}
+
+    def _prepare_run_dir(self) -> tuple[Vocab, dict, Path | None]:
+        ckpt = latest_checkpoint(self.run) if self.run.exists() else None
+        if self.resume:
+            if ckpt is None:
+                raise CheckpointError("E0115", "nothing to resume: no checkpoint in the run directory", self.run,
+                                      help="drop --resume to start a new run")
+            vocab = Vocab.load(self.run / "tokenizer.json")
+            saved = read_json(self.run / "config.json")
+            config = json.loads(json.dumps(self._config(vocab)))  # compare in JSON form, as saved
+            if saved["model"] != config["model"] or saved["tasks"] != config["tasks"]:
+                raise CheckpointError("E0116", "the run directory belongs to another configuration (model or tasks "
+                                      "differ)", self.run, help="resume with the task file that started this run, "
+                                      "or give a new --out")
+            return vocab, saved, ckpt
+        if ckpt is not None or (self.run / "config.json").exists():
+            raise CheckpointError("E0117", "the run directory already holds a run", self.run,
+                                  help="add --resume to continue it, or give another --out; nothing was overwritten")
+        vocab = run_vocab(self.compiled, self.base_dir)
+        config = self._config(vocab)
+        self.run.mkdir(parents=True, exist_ok=True)
+        vocab.save(self.run / ".tokenizer.json.tmp")
+        (self.run / ".tokenizer.json.tmp").replace(self.run / "tokenizer.json")
+        write_json(self.run / "programs.json", [ir.to_json(t) for t in self.compiled.tasks])
+        write_json(self.run / "config.json", config)
+        return vocab, config, None
+
+    def _plans(self, datas: dict[str, TaskData]) -> list[TaskPlan]:
+        plans = []
+        for checked in self.compiled.checked.tasks:
+            if checked.name not in datas:
+                continue
+            data = datas[checked.name]
+            lengths = None
+            if self.opts.get("bucket_by_length"):
+                lengths = column_lengths(data, list(self.compiled.task(checked.name).get("inputs", ())))
+            plans.append(TaskPlan(checked.name, len(data), checked.setting("micro_batch_size"),
+                                  checked.setting("update_freq"), checked.setting("weight"), lengths))
+        return plans
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self) -> RunResult:
+        vocab, config, ckpt = self._prepare_run_dir()
+        torch.manual_seed(self.opts["seed"])
+        model = GeneralistModel(ModelConfig(**{**config["model"], "adaptors": tuple(config["model"]["adaptors"])}))
+        model.to(self.device)
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+        other = [p for n, p in model.named_parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.opts["weight_decay"]},
+                                 {"params": other, "weight_decay": 0.0}], lr=self.opts["lr"], betas=(0.9, 0.98))
+        steps = self.opts["steps"]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, self.opts["warmup"], self.opts["schedule"]))
+        start, mixer_state, history = 0, None, []
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, model, opt)
+            start, mixer_state = state["step"], state["mixer"]
+            sched.last_epoch = start  # the schedule continues where it stopped
+            for group, base, fn in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+                group["lr"] = base * fn(start)
+            sched._last_lr = [g["lr"] for g in opt.param_groups]
+            self.log(f"resumed {self.run} at step {start}")
+        train = task_data(self.compiled, self.base_dir, "train", vocab)
+        valid = task_data(self.compiled, self.base_dir, "valid", vocab)
+        if not train:
+            raise NotSupportedYet("a task file without training data", help="give tasks a `train = ...` file")
+        names = [n for n in (t.task for t in self.compiled.tasks) if n in train]
+        plans = self._plans(train)
+        loader, sampler = build_loader([train[n] for n in names], plans, policy=self.opts["mixing"],
+                                       temperature=self.opts["temperature"], seed=self.opts["seed"],
+                                       num_workers=self.opts["num_workers"], updates=steps, mixer_state=mixer_state,
+                                       device=str(self.device))
+        losses = {n: self._loss_spec(n) for n in names}
+        skips = SkipReport()
+        step, interrupted = start, False
+        model.train()
+        totals = self._zero_totals()
+        t0 = time.perf_counter()
+        try:
+            for mixed in loader:
+                skips.add(mixed.skipped)
+                if mixed.batch is not None:
+                    self._accumulate(model, mixed.batch.to(self.device), losses[names[mixed.task]], totals,
+                                     names[mixed.task])
+                if not mixed.last_of_update:
+                    continue
+                self._update(model, opt, sched, totals)
+                step = mixed.update + 1
+                record = self._record(step, sched, totals, t0)
+                history.append(record)
+                self._append_metrics(record)
+                self.log(self._line(record, steps))
+                totals, t0 = self._zero_totals(), time.perf_counter()
+                if valid and (step % self.opts["eval_every"] == 0 or step == steps):
+                    record = {"step": step, "valid": self.validate(model, valid, losses)}
+                    history.append(record)
+                    self._append_metrics(record)
+                    self.log(f"step {step}: valid " + ", ".join(f"{t} loss {v['loss']:.3f} acc {v['token_accuracy']:.3f}"
+                                                               for t, v in record["valid"].items()))
+                if step % self.opts["save_every"] == 0 or step == steps:
+                    self._save(model, opt, sampler, step)
+        except KeyboardInterrupt:
+            interrupted = True
+            if step > start:
+                self._save(model, opt, sampler, step)
+                self.log(f"interrupted: saved step {step}; continue with --resume")
+        for name in names:
+            for epoch in range(0, 1 + max(sampler.mixer.epoch)):
+                summary = skips.epoch_summary(name, epoch)
+                if summary:
+                    self.log(summary)
+        return RunResult(self.run, step, history, interrupted)
+
+    def _loss_spec(self, task: str) -> tuple[float, float]:
+        (loss_op,) = self.compiled.task(task).programs[0].find("loss")
+        if loss_op.op != "loss.label_smoothed_ce":
+            raise NotSupportedYet(f"`{loss_op.op}` (task `{task}`)")
+        return loss_op.get("eps", 0.0), loss_op.get("weight", 1.0)
+
+    @staticmethod
+    def _zero_totals() -> dict:
+        return {"loss": 0.0, "nll": 0.0, "tokens": 0, "per_task": {}}
+
+    def _accumulate(self, model, batch, spec, totals, task) -> None:
+        eps, weight = spec
+        autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else _null()
+        with autocast:
+            logits = model(batch)
+        lprobs = torch.log_softmax(logits.float(), dim=-1)
+        mask = batch.loss_mask
+        nll = -lprobs.gather(-1, batch.target.unsqueeze(-1)).squeeze(-1)[mask]
+        smooth = -lprobs.mean(-1)[mask]
+        loss_sum = weight * ((1 - eps) * nll + eps * smooth).sum()
+        loss_sum.backward()  # gradients are summed over the update and divided by its token count
+        n = int(mask.sum())
+        totals["loss"] += loss_sum.item()
+        totals["nll"] += nll.detach().sum().item()
+        totals["tokens"] += n
+        t = totals["per_task"].setdefault(task, [0.0, 0])
+        t[0] += nll.detach().sum().item()
+        t[1] += n
+
+    def _update(self, model, opt, sched, totals) -> None:
+        scale = 1.0 / max(1, totals["tokens"])
+        for p in model.parameters():
+            if p.grad is not None:
+                p.grad.mul_(scale)
+        if self.opts["clip_norm"]:
+            totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), self.opts["clip_norm"]))
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+
+    def _record(self, step, sched, totals, t0) -> dict:
+        seconds = time.perf_counter() - t0
+        return {"step": step, "lr": sched.get_last_lr()[0], "loss": totals["loss"] / max(1, totals["tokens"]),
+                "nll": totals["nll"] / max(1, totals["tokens"]), "tokens": totals["tokens"],
+                "tokens_per_s": totals["tokens"] / max(seconds, 1e-9),
+                "tasks": {k: v[0] / max(1, v[1]) for k, v in totals["per_task"].items()}}
+
+    @staticmethod
+    def _line(record: dict, steps: int) -> str:
+        tasks = " ".join(f"{k}={v:.3f}" for k, v in record["tasks"].items())
+        return (f"step {record['step']}/{steps} loss {record['loss']:.3f} lr {record['lr']:.2e} "
+                f"{record['tokens_per_s']:.0f} tok/s | {tasks}")
+
+    def _append_metrics(self, record: dict) -> None:
+        with (self.run / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _save(self, model, opt, sampler, step) -> None:
+        save_checkpoint(self.run, step, model, opt, {"mixer": sampler.state_before(step)}, self.opts["keep_last"])
+
+    @torch.no_grad()
+    def validate(self, model, valid: dict[str, TaskData], losses, batch_size: int = 16) -> dict:
+        """Teacher-forced loss and token accuracy of every task on its whole valid split."""
+        model.eval()
+        out = {}
+        for name, data in valid.items():
+            nll = correct = tokens = 0.0
+            for lo in range(0, len(data), batch_size):
+                samples = [data.sample(i, np.random.default_rng((0, i))) for i in range(lo, min(lo + batch_size,
+                                                                                                len(data)))]
+                samples = [s for s in samples if hasattr(s, "encoder")]
+                if not samples:
+                    continue
+                batch = collate(samples).to(self.device)
+                logits = model(batch).float()
+                mask = batch.loss_mask
+                lp = torch.log_softmax(logits, -1)
+                nll += float(-lp.gather(-1, batch.target.unsqueeze(-1)).squeeze(-1)[mask].sum())
+                correct += float((logits.argmax(-1) == batch.target)[mask].sum())
+                tokens += float(mask.sum())
+            out[name] = {"loss": nll / max(tokens, 1), "token_accuracy": correct / max(tokens, 1)}
+        model.train()
+        return out
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

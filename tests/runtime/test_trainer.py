@@ -1,0 +1,140 @@
+"""The trainer: learning on held-out rows, exact resume, run-directory safety."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from media import write_image
+from ofac import compile_source
+from ofac.runtime.checkpoint import CheckpointError
+from ofac.runtime.trainer import Trainer
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+
+
+def make_task_file(tmp_path, steps=60, extra_train=""):
+    (tmp_path / "img").mkdir(exist_ok=True)
+    rows = []
+    for i in range(40):
+        colour = list(COLOURS)[i % 4]
+        write_image(tmp_path / "img" / f"{i}.png", size=(32, 32), color=COLOURS[colour], box=(0, 0, 31, 31))
+        rows.append({"img": f"img/{i}.png", "cap": f"a {colour} square"})
+    text = [{"s": " ".join(WORDS[j % 10] for j in range(i, i + 3)), "t": WORDS[(i + 1) % 10]} for i in range(40)]
+    for name, data in (("cap", rows), ("txt", text)):
+        (tmp_path / f"{name}_train.jsonl").write_text("\n".join(json.dumps(r) for r in data[:32]) + "\n")
+        (tmp_path / f"{name}_valid.jsonl").write_text("\n".join(json.dumps(r) for r in data[32:]) + "\n")
+    source = f"""
+task caption {{
+    instruction: [IMAGE:img] what does the image describe? -> [TEXT:cap]
+    train = cap_train.jsonl
+    valid = cap_valid.jsonl
+    micro_batch_size = 8
+}}
+task middle {{
+    instruction: which word is in the middle of " [TEXT:s] "? -> [TEXT:t]
+    train = txt_train.jsonl
+    valid = txt_valid.jsonl
+    micro_batch_size = 8
+}}
+model {{ d_model = 64  ffn_dim = 128  encoder_layers = 2  decoder_layers = 2  heads = 4  image_size = 32
+         patch_size = 8  vocab_size = 300  dropout = 0.1 }}
+train {{ steps = {steps}  lr = 3e-3  warmup = 5  eval_every = 1000  save_every = 4  out = run  seed = 3 {extra_train} }}
+"""
+    (tmp_path / "t.ofa").write_text(source)
+    compiled, diags = compile_source(source, str(tmp_path / "t.ofa"), tmp_path)
+    assert compiled is not None, [d.message for d in diags]
+    return compiled
+
+
+def test_two_tasks_improve_on_held_out_rows(tmp_path):
+    compiled = make_task_file(tmp_path, steps=60)
+    trainer = Trainer(compiled, tmp_path)
+    result = trainer.fit()
+    assert result.step == 60 and not result.interrupted
+    steps = [r for r in result.history if "loss" in r]
+    assert steps[-1]["loss"] < 0.5 * steps[0]["loss"]
+    final = [r for r in result.history if "valid" in r][-1]["valid"]
+    # an untrained model of the same seed, on the same held-out rows
+    fresh = Trainer(compiled, tmp_path, out=tmp_path / "fresh", steps=1)
+    from ofac.runtime.model import GeneralistModel, ModelConfig
+    from ofac.runtime.preview import task_data
+    from ofac.runtime.tokenizer import Vocab
+
+    vocab = Vocab.load(tmp_path / "run" / "tokenizer.json")
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    torch.manual_seed(3)
+    untrained = GeneralistModel(ModelConfig(**{**cfg, "adaptors": tuple(cfg["adaptors"])}))
+    before = fresh.validate(untrained, task_data(compiled, tmp_path, "valid", vocab), None)
+    for task in ("caption", "middle"):
+        assert final[task]["loss"] < before[task]["loss"] - 1.0, task
+        assert final[task]["token_accuracy"] > before[task]["token_accuracy"] + 0.3, task
+    assert final["caption"]["token_accuracy"] == 1.0  # colour captions on unseen images
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 61 and json.loads(lines[-1])["valid"]
+
+
+def test_interrupt_and_resume_equal_the_uninterrupted_run(tmp_path):
+    whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
+    whole_dir.mkdir(), split_dir.mkdir()
+    Trainer(make_task_file(whole_dir, steps=12), whole_dir).fit()
+    compiled = make_task_file(split_dir, steps=12)
+
+    def kill_at_6(msg):
+        if msg.startswith("step 6/"):
+            raise KeyboardInterrupt
+
+    first = Trainer(compiled, split_dir, log=kill_at_6).fit()
+    assert first.interrupted and first.step == 6
+    resumed = Trainer(compiled, split_dir, resume=True).fit()
+    assert resumed.step == 12
+    a = load_file(str(whole_dir / "run" / "checkpoints" / "step-00000012" / "model.safetensors"))
+    b = load_file(str(split_dir / "run" / "checkpoints" / "step-00000012" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bitwise, on CPU
+    def losses(run):
+        return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+    assert losses(whole_dir / "run") == losses(split_dir / "run") and len(losses(whole_dir / "run")) == 12
+
+
+def test_run_directory_is_never_overwritten(tmp_path):
+    compiled = make_task_file(tmp_path, steps=4)
+    Trainer(compiled, tmp_path).fit()
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    with pytest.raises(CheckpointError) as err:
+        Trainer(compiled, tmp_path).fit()
+    assert err.value.diagnostic.code == "E0117"
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+    other = make_task_file(tmp_path / "o", steps=4) if (tmp_path / "o").mkdir() is None else None
+    source = (tmp_path / "t.ofa").read_text().replace("d_model = 64", "d_model = 32")
+    changed, _ = compile_source(source, str(tmp_path / "t.ofa"), tmp_path)
+    with pytest.raises(CheckpointError, match="another configuration"):
+        Trainer(changed, tmp_path, resume=True).fit()
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        Trainer(other, tmp_path / "o", resume=True).fit()
+
+
+def test_corrupt_checkpoint_is_a_diagnostic(tmp_path):
+    compiled = make_task_file(tmp_path, steps=4)
+    Trainer(compiled, tmp_path).fit()
+    (tmp_path / "run" / "checkpoints" / "step-00000004" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError) as err:
+        Trainer(compiled, tmp_path, resume=True, steps=8).fit()
+    assert err.value.diagnostic.code == "E0113" and "unreadable weights" in str(err.value)
+
+
+def test_cli_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from ofac.cli import app
+
+    make_task_file(tmp_path, steps=3)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "t.ofa"), "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    assert "finished step 3" in result.stderr and (tmp_path / "cli" / "checkpoints" / "latest").exists()
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "t.ofa"), "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 1 and "E0117" in result.stderr
+    assert CliRunner().invoke(app, ["run", str(tmp_path / "t.ofa"), "--nproc", "2"]).exit_code == 1
