@@ -38,7 +38,10 @@ def lower_task(task: CheckedTask, model: tuple = ()) -> TaskIR:
         ("output", output),
         ("metric", metric),
         ("inputs", tuple(dict.fromkeys(o.get("column") for o in reads if o.get("side") == "encoder"))),
-        ("targets", tuple(dict.fromkeys(o.get("column") for o in reads if o.get("side") == "decoder"))),
+        # what the decoder is trained to produce, from its slots (not its reads: a column on both
+        # sides is read only once); no_loss slots are forced prefix, not targets
+        ("targets", tuple(dict.fromkeys(s.column for item in task.templates[0].decoder for s in _slots_of(item)
+                                        if not s.get("no_loss")))),
     )
     return TaskIR(task.name, programs, meta)
 
@@ -158,6 +161,14 @@ class _Lowering:
             image = next(s for s in self.template.slots() if s.modality == "IMAGE")
             post += [("bins", self.model.get("box_bins", 1000)), ("image", image.column)]
         self.emit(f"postprocess.{output}", [generated], tuple(post), span)
+
+
+def _slots_of(item):
+    if isinstance(item, TypedSlot):
+        yield item
+    elif isinstance(item, TypedRepeat):
+        for inner in item.items:
+            yield from _slots_of(inner)
 
 
 def _span_of(seg: Segment):

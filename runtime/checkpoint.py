@@ -136,3 +136,19 @@ def load_checkpoint(path: Path, model, opt) -> dict:
         _optimizer_load(opt, tensors, state["optimizer"])
     set_rng_state(state["rng"])
     return state
+
+
+def save_best(run: Path, step: int, model, record: dict) -> None:
+    """The weights of the best validation so far, in checkpoints/best (replaced atomically)."""
+    ckdir = run / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    tmp = ckdir / f".best.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    write_json(tmp / "validation.json", {**record, "step": step})
+    old = ckdir / f".best.old-{os.getpid()}"
+    if (ckdir / "best").exists():
+        os.replace(ckdir / "best", old)
+    os.replace(tmp, ckdir / "best")
+    shutil.rmtree(old, ignore_errors=True)

@@ -13,13 +13,16 @@ import torch
 from ofac import __version__, ir
 from ofac.compiler import CompiledFile
 
-from .checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_json, save_checkpoint,
-                         write_json)
+from .checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_json, save_best,
+                         save_checkpoint, write_json)
 from .collate import collate
 from .data.dataset import SkipReport, TaskData, column_lengths
 from .data.loader import build_loader
 from .data.mixing import TaskPlan
 from .errors import NotSupportedYet
+from .generate import Trie, greedy
+from .metrics import LOWER_IS_BETTER, METRICS
+from .preprocess.box import dequantize, parse_box
 from .model import GeneralistModel, ModelConfig
 from .preview import run_vocab, task_data
 from .tokenizer import Vocab
@@ -180,6 +183,7 @@ class Trainer:
         losses = {n: self._loss_spec(n) for n in names}
         skips = SkipReport()
         step, interrupted = start, False
+        best, stale = None, 0
         model.train()
         totals = self._zero_totals()
         t0 = time.perf_counter()
@@ -199,11 +203,21 @@ class Trainer:
                 self.log(self._line(record, steps))
                 totals, t0 = self._zero_totals(), time.perf_counter()
                 if valid and (step % self.opts["eval_every"] == 0 or step == steps):
-                    record = {"step": step, "valid": self.validate(model, valid, losses)}
+                    record = {"step": step, "valid": self.validate(model, valid, losses, train=train)}
+                    record["score"] = self._score(record["valid"])
                     history.append(record)
                     self._append_metrics(record)
-                    self.log(f"step {step}: valid " + ", ".join(f"{t} loss {v['loss']:.3f} acc {v['token_accuracy']:.3f}"
-                                                               for t, v in record["valid"].items()))
+                    self.log(f"step {step}: valid " + "; ".join(
+                        f"{t} " + " ".join(f"{k} {v:.3f}" for k, v in r.items()) for t, r in record["valid"].items()))
+                    if best is None or record["score"] > best:
+                        best, stale = record["score"], 0
+                        save_best(self.run, step, model, record)
+                    else:
+                        stale += 1
+                    if self.opts["patience"] and stale >= self.opts["patience"]:
+                        self._save(model, opt, sampler, step)
+                        self.log(f"early stop at step {step}: no improvement in {stale} validations")
+                        break
                 if step % self.opts["save_every"] == 0 or step == steps:
                     self._save(model, opt, sampler, step)
         except KeyboardInterrupt:
@@ -217,6 +231,18 @@ class Trainer:
                 if summary:
                     self.log(summary)
         return RunResult(self.run, step, history, interrupted)
+
+    def _score(self, valid: dict) -> float:
+        """One number to pick the best checkpoint by: the mean of the tasks' metrics (signed so
+        that higher is better), or minus the mean loss where a task has no decoded metric."""
+        scores = []
+        for task, r in valid.items():
+            name = self.compiled.task(task).get("metric")
+            if name in r:
+                scores.append(-r[name] if name in LOWER_IS_BETTER else r[name])
+            else:
+                scores.append(-r["loss"])
+        return sum(scores) / max(1, len(scores))
 
     def _loss_spec(self, task: str) -> tuple[float, float]:
         (loss_op,) = self.compiled.task(task).programs[0].find("loss")
@@ -279,12 +305,17 @@ class Trainer:
         save_checkpoint(self.run, step, model, opt, {"mixer": sampler.state_before(step)}, self.opts["keep_last"])
 
     @torch.no_grad()
-    def validate(self, model, valid: dict[str, TaskData], losses, batch_size: int = 16) -> dict:
-        """Teacher-forced loss and token accuracy of every task on its whole valid split."""
+    def validate(self, model, valid: dict[str, TaskData], losses=None, batch_size: int = 16,
+                 train: dict[str, TaskData] | None = None) -> dict:
+        """Per task on its whole valid split: teacher-forced loss and token accuracy, and the
+        task's metric on greedy decoding (closed-set tasks decode through their answer trie)."""
         model.eval()
         out = {}
         for name, data in valid.items():
+            task = self.compiled.task(name)
+            spec = _MetricSpec(task, data.runner.vocab, train.get(name) if train else None)
             nll = correct = tokens = 0.0
+            preds, refs = [], []
             for lo in range(0, len(data), batch_size):
                 samples = [data.sample(i, np.random.default_rng((0, i))) for i in range(lo, min(lo + batch_size,
                                                                                                 len(data)))]
@@ -298,9 +329,51 @@ class Trainer:
                 nll += float(-lp.gather(-1, batch.target.unsqueeze(-1)).squeeze(-1)[mask].sum())
                 correct += float((logits.argmax(-1) == batch.target)[mask].sum())
                 tokens += float(mask.sum())
+                if spec.metric is not None:
+                    generated = greedy(model, batch, spec.max_len, spec.min_len, spec.trie)
+                    preds += [spec.postprocess(g, m) for g, m in zip(generated, batch.meta)]
+                    refs += [spec.reference(m) for m in batch.meta]
             out[name] = {"loss": nll / max(tokens, 1), "token_accuracy": correct / max(tokens, 1)}
+            if spec.metric is not None and refs:
+                out[name][spec.name] = METRICS[spec.name](preds, refs)
         model.train()
         return out
+
+
+class _MetricSpec:
+    """How one task is decoded and scored, read from its IR."""
+
+    def __init__(self, task, vocab, train: TaskData | None):
+        self.vocab = vocab
+        self.name = task.get("metric")
+        self.metric = METRICS.get(self.name)
+        program = task.programs[0]
+        (gen,) = program.find("generate")
+        (post,) = program.find("postprocess")
+        self.output, self.post = task.get("output"), post
+        self.max_len, self.min_len = gen.get("max_len", 64), gen.get("min_len", 1)
+        self.targets = [c for c in task.get("targets", ())]
+        self.trie = None
+        if gen.get("constraint") == "trie":
+            answers = list(gen.get("answers") or ())
+            if not answers and train is not None:  # the closed set: every training target
+                answers = sorted({str(train.raw(i).get(self.targets[-1])) for i in range(len(train))})
+            self.trie = Trie(vocab.encode(a) for a in answers)
+        if self.metric is not None and self.output == "box_text":
+            self.metric = None  # detection mAP is computed with inference (issue 5)
+
+    def postprocess(self, tokens: list[int], meta: dict):
+        if self.output == "box":
+            bins = [self.vocab.bin_index.get(t) for t in tokens[:4]]
+            if len(bins) < 4 or None in bins:
+                return None
+            image = meta["images"][self.post.get("image")]
+            return dequantize(bins, image["size"], self.post.get("bins"), image["orig_size"], image["flipped"])
+        return self.vocab.decode(tokens)
+
+    def reference(self, meta: dict):
+        value = meta["targets"].get(self.targets[-1])
+        return parse_box(value) if self.output == "box" else str(value)
 
 
 class _null:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 
 
-def make_task_file(tmp_path, steps=60, extra_train=""):
+def make_task_file(tmp_path, steps=60, extra_train="", **settings):
     (tmp_path / "img").mkdir(exist_ok=True)
     rows = []
     for i in range(40):
@@ -44,6 +45,8 @@ model {{ d_model = 64  ffn_dim = 128  encoder_layers = 2  decoder_layers = 2  he
          patch_size = 8  vocab_size = 300  dropout = 0.1 }}
 train {{ steps = {steps}  lr = 3e-3  warmup = 5  eval_every = 1000  save_every = 4  out = run  seed = 3 {extra_train} }}
 """
+    for key, value in settings.items():  # replace a train setting's value
+        source = re.sub(rf"{key} = \S+", f"{key} = {value}", source)
     (tmp_path / "t.ofa").write_text(source)
     compiled, diags = compile_source(source, str(tmp_path / "t.ofa"), tmp_path)
     assert compiled is not None, [d.message for d in diags]
@@ -73,6 +76,8 @@ def test_two_tasks_improve_on_held_out_rows(tmp_path):
         assert final[task]["loss"] < before[task]["loss"] - 1.0, task
         assert final[task]["token_accuracy"] > before[task]["token_accuracy"] + 0.3, task
     assert final["caption"]["token_accuracy"] == 1.0  # colour captions on unseen images
+    assert final["caption"]["exact_match"] == 1.0 and before["caption"]["exact_match"] == 0.0  # decoded
+    assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").exists()
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 61 and json.loads(lines[-1])["valid"]
 
@@ -138,3 +143,11 @@ def test_cli_run(tmp_path):
     result = CliRunner().invoke(app, ["run", str(tmp_path / "t.ofa"), "--out", str(tmp_path / "cli")])
     assert result.exit_code == 1 and "E0117" in result.stderr
     assert CliRunner().invoke(app, ["run", str(tmp_path / "t.ofa"), "--nproc", "2"]).exit_code == 1
+
+
+def test_early_stopping(tmp_path):
+    compiled = make_task_file(tmp_path, steps=200, extra_train="patience = 2", eval_every=2, lr=0.0)
+    result = Trainer(compiled, tmp_path).fit()
+    scores = [r["score"] for r in result.history if "score" in r]
+    assert result.step == 6 and len(scores) == 3  # lr 0: nothing improves after the first validation
+    assert (tmp_path / "run" / "checkpoints" / "step-00000006").exists()
