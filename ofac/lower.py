@@ -54,7 +54,7 @@ class _Lowering:
         self.ops: list[Op] = []
         self.reads: dict[str, int] = {}
         self.template = t
-        enc = [self.segment(seg, "encoder") for seg in segments(t.encoder)]
+        enc = [self.segment(seg, "encoder") for seg in segments(t.encoder) if _has_content(seg)]
         self.emit("encoder.concat", enc, span=t.span)
         (seg,) = segments(t.decoder)
         adapted = self.segment(seg, "decoder")
@@ -161,6 +161,11 @@ class _Lowering:
             image = next(s for s in self.template.slots() if s.modality == "IMAGE")
             post += [("bins", self.model.get("box_bins", 1000)), ("image", image.column)]
         self.emit(f"postprocess.{output}", [generated], tuple(post), span)
+
+
+def _has_content(seg: Segment) -> bool:
+    """False for a token group of legacy markers alone (`<BOS> -> ...`): it encodes nothing."""
+    return any(not isinstance(item, Marker) for item in seg.items)
 
 
 def _slots_of(item):

@@ -231,6 +231,8 @@ class GeneralistModel(nn.Module):
         self.dec_pos = nn.Embedding(cfg.max_positions, d)
         self.ln_enc, self.ln_dec, self.ln_emb = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
+        # what an example with no encoder input (`-> [TEXT:x]`) attends to
+        self.empty = nn.Parameter(torch.zeros(1, d))
 
     def encode(self, batch):
         """-> memory [B, S, D] and its mask [B, 1, 1, S] (True = a real position)."""
@@ -242,7 +244,8 @@ class GeneralistModel(nn.Module):
             parts[name] = (h + self.types[name], n)
         rows = []
         for layout in batch.layout:  # one example: its segments in encoder order
-            rows.append(torch.cat([parts[a][0][i, : int(parts[a][1][i])] for a, i in layout]))  # [S_b, D]
+            segs = [parts[a][0][i, : int(parts[a][1][i])] for a, i in layout]
+            rows.append(torch.cat(segs) if segs else self.empty)  # [S_b, D]
         lengths = torch.tensor([r.shape[0] for r in rows], device=rows[0].device)
         x = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # [B, S, D]
         mask = (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None])[:, None, None]  # [B,1,1,S]

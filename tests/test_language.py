@@ -88,3 +88,11 @@ def test_column_read_once_when_used_on_both_sides():
     assert [r.get("column") for r in reads] == ["s"]
     pre = [o for o in lowered.programs[0].find("preprocess") if o.args == (reads[0].id,)]
     assert [o.get("mask_ratio") for o in pre] == [0.3, None]
+
+
+def test_markers_alone_encode_nothing():
+    # found by the fuzz: a side of legacy markers only used to lower to an empty token group
+    lowered, diags = compiler.compile_instruction("<BOS> -> [TEXT]")
+    assert lowered is not None and [d.code for d in diags] == ["W0101"]
+    (concat,) = lowered.programs[0].find("encoder.concat")
+    assert concat.args == ()

@@ -104,3 +104,14 @@ def test_a_tiny_task_is_learned_to_near_zero_loss(vocab):
     model.eval()
     pred = model(batch).argmax(-1)
     assert torch.equal(pred[batch.loss_mask], batch.target[batch.loss_mask])  # teacher-forced, every token right
+
+
+def test_decoder_only_examples(vocab):
+    torch.manual_seed(0)
+    model = GeneralistModel(small_cfg(vocab, adaptors=("text",))).eval()
+    rng = np.random.default_rng(0)
+    lm = TaskRunner(lower("-> [TEXT:t]"), vocab, "valid")({"t": "the quick fox"}, rng)
+    other = TaskRunner(lower("summarize: [TEXT:s] -> [TEXT:t]"), vocab, "valid")({"s": "a b", "t": "x"}, rng)
+    assert lm.encoder == []
+    logits = model(collate([lm, other]).to("cpu"))
+    assert torch.isfinite(logits).all()
