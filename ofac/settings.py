@@ -118,3 +118,26 @@ EXPORT = BlockSchema("export", "ONNX export", (
 
 BLOCKS: dict[str, BlockSchema] = {b.kind: b for b in (TASK, MODEL, TRAIN, EXPORT, GENERATE)}
 TOP_LEVEL = ("task", "model", "train", "export")
+
+
+def coerce(schema: BlockSchema, name: str, value):
+    """A Python value for setting `name` of `schema`, type- and range-checked as the task-file
+    checker does; ValueError with a fix otherwise (the Python API's counterpart of E0034-E0036)."""
+    from .names import closest
+
+    s = schema.setting(name)
+    if s is None:
+        guess = closest(name, [x.name for x in schema.settings])
+        raise ValueError(f"unknown {schema.kind} setting `{name}`" + (f"; did you mean `{guess}`?" if guess else ""))
+    if s.kind in ("paths", "names", "strings"):
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if s.kind == "bool" and not isinstance(value, bool):
+        raise ValueError(f"`{name}` expects True or False, got {value!r}")
+    if s.kind == "choice" and value not in s.choices:
+        raise ValueError(f"`{name}` cannot be {value!r}; choose one of: {', '.join(s.choices)}")
+    if s.kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (s.kind == "int" and not isinstance(value, int)):
+            raise ValueError(f"`{name}` expects {'an integer' if s.kind == 'int' else 'a number'}, got {value!r}")
+        if (s.lo is not None and value < s.lo) or (s.hi is not None and value > s.hi):
+            raise ValueError(f"`{name}` = {value} is out of range [{s.lo}, {s.hi}]")
+    return value

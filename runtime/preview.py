@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ofac.compiler import CompiledFile
 from ofac.diagnostics import Diagnostic
 
 from .data.dataset import TaskData
 from .data.sources import open_source
 from .errors import DataError
 from .execute import TaskRunner
+from .spec import as_spec
 from .tokenizer import SPECIALS, Vocab, build_vocab
 
 
@@ -23,26 +23,28 @@ class Preview:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
-def task_data(compiled: CompiledFile, base_dir: Path, split: str, vocab: Vocab | None) -> dict[str, TaskData]:
-    """Each task's rows for one split (tasks without data for it are left out)."""
+def task_data(run, base_dir: Path | None, split: str, vocab: Vocab | None) -> dict[str, TaskData]:
+    """Each task's rows for one split (tasks without data for it are left out).  `run` is a
+    CompiledFile (data paths relative to `base_dir`) or a RunSpec."""
+    spec = as_spec(run, base_dir)
     out = {}
-    for checked, task in zip(compiled.checked.tasks, compiled.tasks):
-        files = checked.setting(split, ())
-        if files:
-            columns = checked.setting("columns", ())
-            sources = [open_source(f, columns, base_dir) for f in files]
-            out[task.task] = TaskData(TaskRunner(task, vocab, split), sources, checked.setting("on_error", "fail"))
+    for task in spec.tasks:
+        items = task.data.get(split)
+        if items:
+            columns = task.settings.get("columns", ())
+            sources = [open_source(d, columns, spec.base_dir) for d in items]
+            out[task.name] = TaskData(TaskRunner(task.ir, vocab, split), sources, task.settings.get("on_error", "fail"))
     return out
 
 
-def run_vocab(compiled: CompiledFile, base_dir: Path, max_rows: int | None = None) -> Vocab:
+def run_vocab(run, base_dir: Path | None = None, max_rows: int | None = None) -> Vocab:
     """The run's vocabulary: `model { tokenizer = ... }` if given, else trained on the train data."""
-    model = dict(compiled.checked.model)
-    if model.get("tokenizer"):
-        return Vocab.load(base_dir / model["tokenizer"])
-    train = task_data(compiled, base_dir, "train", None)
-    tasks = [t for t in compiled.tasks if t.task in train]
-    return build_vocab(tasks, [train[t.task] for t in tasks], model.get("vocab_size", 8000), max_rows)
+    spec = as_spec(run, base_dir)
+    if spec.model.get("tokenizer"):
+        return Vocab.load(spec.base_dir / spec.model["tokenizer"])
+    train = task_data(spec, None, "train", None)
+    tasks = [t.ir for t in spec.tasks if t.name in train]
+    return build_vocab(tasks, [train[t.task] for t in tasks], spec.model.get("vocab_size", 8000), max_rows)
 
 
 def show_tokens(vocab: Vocab, ids) -> str:
@@ -64,16 +66,17 @@ def show_tokens(vocab: Vocab, ids) -> str:
     return " ".join(out)
 
 
-def preview(compiled: CompiledFile, base_dir: Path, task: str | None = None, split: str = "train",
+def preview(run, base_dir: Path | None = None, task: str | None = None, split: str = "train",
             rows: int = 2, seed: int = 1) -> Preview:
+    spec = as_spec(run, base_dir)
     result = Preview()
     try:
-        vocab = run_vocab(compiled, base_dir, max_rows=2000)
-        datas = task_data(compiled, base_dir, split, vocab)
+        vocab = run_vocab(spec, max_rows=2000)
+        datas = task_data(spec, None, split, vocab)
     except DataError as err:
         result.diagnostics.append(err.diagnostic)
         return result
-    names = [t.task for t in compiled.tasks if task in (None, t.task)]
+    names = [t.name for t in spec.tasks if task in (None, t.name)]
     result.lines.append(f"vocabulary: {len(vocab)} tokens ({len(vocab.bin_ids)} box bins, "
                         f"{len(vocab.phone_ids)} phones)")
     for name in names:

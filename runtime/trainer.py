@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from ofac import __version__, ir
-from ofac.compiler import CompiledFile
 
 from .checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_json, save_best,
                          save_checkpoint, write_json)
@@ -25,6 +24,7 @@ from .metrics import LOWER_IS_BETTER, METRICS
 from .preprocess.box import dequantize, parse_box
 from .model import GeneralistModel, ModelConfig
 from .preview import run_vocab, task_data
+from .spec import as_spec
 from .tokenizer import Vocab
 
 
@@ -84,10 +84,12 @@ def _adaptors(tasks) -> list[str]:
 
 
 class Trainer:
-    def __init__(self, compiled: CompiledFile, base_dir: Path, *, out: Path | None = None, steps: int | None = None,
+    def __init__(self, run, base_dir: Path | None = None, *, out: Path | None = None, steps: int | None = None,
                  resume: bool = False, device: str | None = None, precision: str | None = None, log=None):
-        self.compiled, self.base_dir = compiled, Path(base_dir)
-        opts = dict(compiled.checked.train)
+        """`run`: a CompiledFile (data paths relative to `base_dir`) or a RunSpec."""
+        self.spec = as_spec(run, base_dir)
+        self.base_dir = self.spec.base_dir
+        opts = dict(self.spec.train)
         for key, value in (("steps", steps), ("device", device), ("precision", precision)):
             if value is not None:
                 opts[key] = value
@@ -103,10 +105,9 @@ class Trainer:
     # ------------------------------------------------------------------ setup
 
     def _config(self, vocab: Vocab) -> dict:
-        model = dict(self.compiled.checked.model)
-        cfg = ModelConfig.from_settings(model, len(vocab), _adaptors(self.compiled.tasks))
+        cfg = ModelConfig.from_settings(self.spec.model, len(vocab), _adaptors(self.spec.irs))
         return {"ofac_version": __version__, "model": cfg.to_dict(),
-                "tasks": [t.task for t in self.compiled.tasks], "source": self.compiled.path,
+                "tasks": [t.name for t in self.spec.tasks], "source": self.spec.source,
                 "train": {k: v for k, v in self.opts.items() if not isinstance(v, tuple)}}
 
     def _prepare_run_dir(self) -> tuple[Vocab, dict, Path | None]:
@@ -126,26 +127,26 @@ class Trainer:
         if ckpt is not None or (self.run / "config.json").exists():
             raise CheckpointError("E0117", "the run directory already holds a run", self.run,
                                   help="add --resume to continue it, or give another --out; nothing was overwritten")
-        vocab = run_vocab(self.compiled, self.base_dir)
+        vocab = run_vocab(self.spec)
         config = self._config(vocab)
         self.run.mkdir(parents=True, exist_ok=True)
         vocab.save(self.run / ".tokenizer.json.tmp")
         (self.run / ".tokenizer.json.tmp").replace(self.run / "tokenizer.json")
-        write_json(self.run / "programs.json", [ir.to_json(t) for t in self.compiled.tasks])
+        write_json(self.run / "programs.json", [ir.to_json(t) for t in self.spec.irs])
         write_json(self.run / "config.json", config)
         return vocab, config, None
 
     def _plans(self, datas: dict[str, TaskData]) -> list[TaskPlan]:
         plans = []
-        for checked in self.compiled.checked.tasks:
-            if checked.name not in datas:
+        for task in self.spec.tasks:
+            if task.name not in datas:
                 continue
-            data = datas[checked.name]
+            data = datas[task.name]
             lengths = None
             if self.opts.get("bucket_by_length"):
-                lengths = column_lengths(data, list(self.compiled.task(checked.name).get("inputs", ())))
-            plans.append(TaskPlan(checked.name, len(data), checked.setting("micro_batch_size"),
-                                  checked.setting("update_freq"), checked.setting("weight"), lengths))
+                lengths = column_lengths(data, list(task.ir.get("inputs", ())))
+            s = task.settings
+            plans.append(TaskPlan(task.name, len(data), s["micro_batch_size"], s["update_freq"], s["weight"], lengths))
         return plans
 
     # ------------------------------------------------------------------ training
@@ -170,11 +171,11 @@ class Trainer:
                 group["lr"] = base * fn(start)
             sched._last_lr = [g["lr"] for g in opt.param_groups]
             self.log(f"resumed {self.run} at step {start}")
-        train = task_data(self.compiled, self.base_dir, "train", vocab)
-        valid = task_data(self.compiled, self.base_dir, "valid", vocab)
+        train = task_data(self.spec, None, "train", vocab)
+        valid = task_data(self.spec, None, "valid", vocab)
         if not train:
             raise NotSupportedYet("a task file without training data", help="give tasks a `train = ...` file")
-        names = [n for n in (t.task for t in self.compiled.tasks) if n in train]
+        names = [t.name for t in self.spec.tasks if t.name in train]
         plans = self._plans(train)
         loader, sampler = build_loader([train[n] for n in names], plans, policy=self.opts["mixing"],
                                        temperature=self.opts["temperature"], seed=self.opts["seed"],
@@ -237,7 +238,7 @@ class Trainer:
         that higher is better), or minus the mean loss where a task has no decoded metric."""
         scores = []
         for task, r in valid.items():
-            name = self.compiled.task(task).get("metric")
+            name = self.spec.task(task).get("metric")
             if name in r:
                 scores.append(-r[name] if name in LOWER_IS_BETTER else r[name])
             else:
@@ -245,7 +246,7 @@ class Trainer:
         return sum(scores) / max(1, len(scores))
 
     def _loss_spec(self, task: str) -> tuple[float, float]:
-        (loss_op,) = self.compiled.task(task).programs[0].find("loss")
+        (loss_op,) = self.spec.task(task).programs[0].find("loss")
         if loss_op.op != "loss.label_smoothed_ce":
             raise NotSupportedYet(f"`{loss_op.op}` (task `{task}`)")
         return loss_op.get("eps", 0.0), loss_op.get("weight", 1.0)
@@ -312,7 +313,7 @@ class Trainer:
         model.eval()
         out = {}
         for name, data in valid.items():
-            task = self.compiled.task(name)
+            task = self.spec.task(name)
             spec = _MetricSpec(task, data.runner.vocab, train.get(name) if train else None)
             nll = correct = tokens = 0.0
             preds, refs = [], []

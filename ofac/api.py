@@ -1,0 +1,85 @@
+"""The OFASys-style Python API:
+
+    from ofac import Task, Trainer, GeneralistModel
+    task = Task(name="caption", instruction="[IMAGE:img] what does the image describe? -> [TEXT:cap]",
+                micro_batch_size=4)
+    task.add_dataset(rows_or_path_or_hf_dataset, "train")
+    model = GeneralistModel()
+    Trainer(steps=1000).fit(model=model, tasks=[task])   # the same run directory as `ofac run`
+
+Instructions are compiled when a Task is made (a mistake raises CompileError with every
+diagnostic); settings are checked against the same schema as `.ofa` files.  Importing this
+module does not import torch: training does, in `fit`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .compiler import compile_instruction
+from .diagnostics import CompileError
+from .settings import MODEL, TASK, TRAIN, coerce
+
+SPLITS = ("train", "valid", "test")
+
+
+class Task:
+    def __init__(self, name: str, instruction: str, micro_batch_size: int = 8, **settings):
+        ir, diags = compile_instruction(instruction, task=name, name=f"<task {name}>")
+        if ir is None:
+            raise CompileError(diags)
+        self.name, self.instruction, self.ir = name, instruction, ir
+        self.warnings = [d for d in diags if not d.is_error]
+        given = {"micro_batch_size": micro_batch_size, **settings}
+        for split in SPLITS:
+            if split in given:
+                raise ValueError(f"give data with task.add_dataset(data, {split!r}), not as a `{split}` setting")
+        self.settings = {k: coerce(TASK, k, v) for k, v in given.items()}
+        self.datasets: dict[str, list] = {}
+
+    def add_dataset(self, dataset, split: str = "train") -> "Task":
+        """A path (JSONL/CSV/TSV/Parquet), a list of dicts, a torch Dataset or a datasets.Dataset."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+        self.datasets.setdefault(split, []).append(dataset)
+        return self
+
+    def add_train_dataset(self, dataset) -> "Task":
+        return self.add_dataset(dataset, "train")
+
+    def add_valid_dataset(self, dataset) -> "Task":
+        return self.add_dataset(dataset, "valid")
+
+    def add_test_dataset(self, dataset) -> "Task":
+        return self.add_dataset(dataset, "test")
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, {self.instruction!r})"
+
+
+class GeneralistModel:
+    """The model's settings (`preset` and overrides, as in a `model { }` block).  The network is
+    built by `Trainer.fit`, once the run's vocabulary is known; `run_dir` then holds it."""
+
+    def __init__(self, preset: str = "tiny", **overrides):
+        self.settings = {k: coerce(MODEL, k, v) for k, v in {"preset": preset, **overrides}.items()}
+        self.run_dir: Path | None = None
+
+
+class Trainer:
+    def __init__(self, **settings):
+        """Any `train { }` setting: steps, lr, warmup, schedule, mixing, out, device, ..."""
+        self.settings = {k: coerce(TRAIN, k, v) for k, v in settings.items()}
+
+    def fit(self, model: GeneralistModel, tasks: list[Task], resume: bool = False):
+        from .runtime.spec import RunSpec, TaskSpec, defaults
+        from .runtime.trainer import Trainer as RunTrainer
+
+        names = [t.name for t in tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"task names must be unique: {', '.join(dupes)}")
+        spec = RunSpec([TaskSpec(t.ir, {**defaults(TASK), **t.settings}, dict(t.datasets)) for t in tasks],
+                       {**defaults(MODEL), **model.settings}, {**defaults(TRAIN), **self.settings},
+                       source="<python api>", base_dir=Path.cwd())
+        result = RunTrainer(spec, resume=resume, log=print).fit()
+        model.run_dir = result.run_dir
+        return result
