@@ -51,15 +51,22 @@ def test_unknown_task_is_a_usage_error(tmp_path):
     assert runner.invoke(app, ["data", str(ROOT / "examples" / "multitask.ofa"), "-t", "nope"]).exit_code == 2
 
 
-def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+def test_the_readme_python_examples_run(tmp_path, monkeypatch):
     import re
 
     ex = _examples(tmp_path)
-    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) == 2
     monkeypatch.chdir(ex.parent)
-    scope: dict = {}
-    exec(compile(code.replace("num_workers=2", "num_workers=0"), "README.md", "exec"), scope)
-    mixed, batch = scope["mixed"], scope["batch"]
+    scopes = []
+    for code in blocks:
+        code = code.replace("num_workers=2", "num_workers=0").replace("steps=20", "steps=2")
+        scope: dict = {}
+        exec(compile(code, "README.md", "exec"), scope)
+        scopes.append(scope)
+    api, data = scopes
+    assert api["model"].run_dir == ex.parent / "runs" / "api" and (ex.parent / "runs" / "api" / "checkpoints").exists()
+    mixed, batch = data["mixed"], data["batch"]
     # mixing = all: each update is one micro-batch of every task, the video task last
     assert mixed.update == 9 and mixed.last_of_update and batch.tasks == ["video_caption"]
     assert batch.inputs["video_image_sequence"].dtype.is_floating_point and not batch.norms
