@@ -209,6 +209,24 @@ def run(
 
 
 @app.command()
+def plot(
+    run_dir: Path = typer.Argument(..., help="A run directory (with metrics.jsonl)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the PNGs (default RUN_DIR/plots).",
+                                       show_default=False),
+) -> None:
+    """Write PNG curves of a run: training loss per task, learning rate, validation metrics."""
+    from ofac.runtime.plot import plot as draw
+
+    try:
+        written = draw(run_dir, out)
+    except (FileNotFoundError, ValueError) as e:
+        _console(stderr=True).print(f"error: {e}", style="bold red", highlight=False)
+        raise typer.Exit(1)
+    for path in written:
+        print(path)
+
+
+@app.command()
 def modalities(
     name: Optional[str] = typer.Argument(None, help="Show only this modality (e.g. TEXT).", show_default=False),
 ) -> None:

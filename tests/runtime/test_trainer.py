@@ -80,6 +80,16 @@ def test_two_tasks_improve_on_held_out_rows(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").exists()
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 61 and json.loads(lines[-1])["valid"]
+    from typer.testing import CliRunner
+
+    from ofac.cli import app
+
+    result = CliRunner().invoke(app, ["plot", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(p.name for p in (tmp_path / "run" / "plots").glob("*.png"))
+    assert pngs == ["train.png", "valid_caption.png", "valid_middle.png"]
+    assert all((tmp_path / "run" / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert CliRunner().invoke(app, ["plot", str(tmp_path)]).exit_code == 1  # not a run directory
 
 
 def test_interrupt_and_resume_equal_the_uninterrupted_run(tmp_path):
