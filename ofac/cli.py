@@ -198,9 +198,20 @@ def run(
             from ofac.runtime.errors import NotSupportedYet
 
             raise NotSupportedYet("multi-process training (--nproc > 1)", help="train with one process for now")
-        result = Trainer(compiled, file.parent, out=out, steps=steps, resume=resume,
-                         device=device.value if device else None, precision=precision.value if precision else None,
-                         log=lambda msg: err.print(msg, highlight=False)).fit()
+        from ofac.runtime.display import TrainDisplay
+
+        total = steps or dict(compiled.checked.train).get("steps", 1000)
+        display = TrainDisplay(err, total, {t.task: t.get("metric") for t in compiled.tasks})
+        messages = (lambda msg: None) if display.live else None  # the live table shows progress
+        trainer = Trainer(compiled, file.parent, out=out, steps=steps, resume=resume,
+                          device=device.value if device else None, precision=precision.value if precision else None,
+                          log=messages or (lambda msg: err.print(msg, highlight=False) if not msg.startswith("step ")
+                                           else None),
+                          on_record=display)
+        try:
+            result = trainer.fit()
+        finally:
+            display.close()
     except (CheckpointError, DataError) as e:
         _print_diags([e.diagnostic], err)
         raise typer.Exit(1)

@@ -85,7 +85,8 @@ def _adaptors(tasks) -> list[str]:
 
 class Trainer:
     def __init__(self, run, base_dir: Path | None = None, *, out: Path | None = None, steps: int | None = None,
-                 resume: bool = False, device: str | None = None, precision: str | None = None, log=None):
+                 resume: bool = False, device: str | None = None, precision: str | None = None, log=None,
+                 on_record=None):
         """`run`: a CompiledFile (data paths relative to `base_dir`) or a RunSpec."""
         self.spec = as_spec(run, base_dir)
         self.base_dir = self.spec.base_dir
@@ -101,6 +102,7 @@ class Trainer:
         self.device = resolve_device(opts["device"])
         self.dtype = resolve_precision(opts["precision"], self.device)
         self.log = log or (lambda msg: None)
+        self.on_record = on_record or (lambda record: None)  # each step and validation record
 
     # ------------------------------------------------------------------ setup
 
@@ -201,6 +203,7 @@ class Trainer:
                 record = self._record(step, sched, totals, t0)
                 history.append(record)
                 self._append_metrics(record)
+                self.on_record(record)
                 self.log(self._line(record, steps))
                 totals, t0 = self._zero_totals(), time.perf_counter()
                 if valid and (step % self.opts["eval_every"] == 0 or step == steps):
@@ -208,6 +211,7 @@ class Trainer:
                     record["score"] = self._score(record["valid"])
                     history.append(record)
                     self._append_metrics(record)
+                    self.on_record(record)
                     self.log(f"step {step}: valid " + "; ".join(
                         f"{t} " + " ".join(f"{k} {v:.3f}" for k, v in r.items()) for t, r in record["valid"].items()))
                     if best is None or record["score"] > best:
@@ -290,7 +294,8 @@ class Trainer:
         return {"step": step, "lr": sched.get_last_lr()[0], "loss": totals["loss"] / max(1, totals["tokens"]),
                 "nll": totals["nll"] / max(1, totals["tokens"]), "tokens": totals["tokens"],
                 "tokens_per_s": totals["tokens"] / max(seconds, 1e-9),
-                "tasks": {k: v[0] / max(1, v[1]) for k, v in totals["per_task"].items()}}
+                "tasks": {k: v[0] / max(1, v[1]) for k, v in totals["per_task"].items()},
+                "task_tokens_per_s": {k: v[1] / max(seconds, 1e-9) for k, v in totals["per_task"].items()}}
 
     @staticmethod
     def _line(record: dict, steps: int) -> str:

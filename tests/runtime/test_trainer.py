@@ -161,3 +161,22 @@ def test_early_stopping(tmp_path):
     scores = [r["score"] for r in result.history if "score" in r]
     assert result.step == 6 and len(scores) == 3  # lr 0: nothing improves after the first validation
     assert (tmp_path / "run" / "checkpoints" / "step-00000006").exists()
+
+
+def test_display_falls_back_to_lines_off_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from ofac.runtime.display import TrainDisplay
+
+    buf = io.StringIO()
+    display = TrainDisplay(Console(file=buf, force_terminal=False, width=120), 40, {"cap": "cider"})
+    for step in range(1, 41):
+        display({"step": step, "lr": 1e-3, "loss": 2.0, "tokens_per_s": 100.0, "tasks": {"cap": 1.5},
+                 "task_tokens_per_s": {"cap": 100.0}})
+    display({"step": 40, "valid": {"cap": {"loss": 1.0, "cider": 0.7}}})
+    display.close()
+    lines = buf.getvalue().splitlines()
+    assert display.live is None and len(lines) == 21  # every 2 steps, and the validation
+    assert lines[-1] == "step 40: cap cider 0.700" and lines[-2].startswith("step 40/40 loss 2.000")
