@@ -154,88 +154,102 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def fit(self) -> RunResult:
+        s = self._start()
+        try:
+            for mixed in s.loader:
+                s.skips.add(mixed.skipped)
+                if mixed.batch is not None:
+                    task = s.names[mixed.task]
+                    self._accumulate(s.model, mixed.batch.to(self.device), s.losses[task], s.totals, task)
+                if mixed.last_of_update and not self._after_update(s, mixed.update + 1):
+                    break
+        except KeyboardInterrupt:
+            s.interrupted = True
+            if s.step > s.start:
+                self._save(s, s.step)
+                self.log(f"interrupted: saved step {s.step}; continue with --resume")
+        for name in s.names:
+            for epoch in range(1 + max(s.sampler.mixer.epoch)):
+                summary = s.skips.epoch_summary(name, epoch)
+                if summary:
+                    self.log(summary)
+        return RunResult(self.run, s.step, s.history, s.interrupted)
+
+    def _start(self) -> "_Session":
+        """Run directory, model, optimizer and schedule (restored on --resume), data, loader."""
         vocab, config, ckpt = self._prepare_run_dir()
         torch.manual_seed(self.opts["seed"])
         model = GeneralistModel(ModelConfig(**{**config["model"], "adaptors": tuple(config["model"]["adaptors"])}))
         model.to(self.device)
-        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-        other = [p for n, p in model.named_parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.opts["weight_decay"]},
-                                 {"params": other, "weight_decay": 0.0}], lr=self.opts["lr"], betas=(0.9, 0.98))
-        steps = self.opts["steps"]
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, self.opts["warmup"], self.opts["schedule"]))
-        start, mixer_state, history = 0, None, []
-        if ckpt is not None:
-            state = load_checkpoint(ckpt, model, opt)
-            start, mixer_state = state["step"], state["mixer"]
-            sched.last_epoch = start  # the schedule continues where it stopped
-            for group, base, fn in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
-                group["lr"] = base * fn(start)
-            sched._last_lr = [g["lr"] for g in opt.param_groups]
-            self.log(f"resumed {self.run} at step {start}")
+        opt, sched = self._optimizer(model)
+        start, mixer_state = self._resume(ckpt, model, opt, sched) if ckpt is not None else (0, None)
         train = task_data(self.spec, None, "train", vocab)
-        valid = task_data(self.spec, None, "valid", vocab)
         if not train:
             raise NotSupportedYet("a task file without training data", help="give tasks a `train = ...` file")
         names = [t.name for t in self.spec.tasks if t.name in train]
-        plans = self._plans(train)
-        loader, sampler = build_loader([train[n] for n in names], plans, policy=self.opts["mixing"],
+        loader, sampler = build_loader([train[n] for n in names], self._plans(train), policy=self.opts["mixing"],
                                        temperature=self.opts["temperature"], seed=self.opts["seed"],
-                                       num_workers=self.opts["num_workers"], updates=steps, mixer_state=mixer_state,
-                                       device=str(self.device))
-        losses = {n: self._loss_spec(n) for n in names}
-        skips = SkipReport()
-        step, interrupted = start, False
-        best, stale = None, 0
+                                       num_workers=self.opts["num_workers"], updates=self.opts["steps"],
+                                       mixer_state=mixer_state, device=str(self.device))
         model.train()
-        totals = self._zero_totals()
-        t0 = time.perf_counter()
-        try:
-            for mixed in loader:
-                skips.add(mixed.skipped)
-                if mixed.batch is not None:
-                    self._accumulate(model, mixed.batch.to(self.device), losses[names[mixed.task]], totals,
-                                     names[mixed.task])
-                if not mixed.last_of_update:
-                    continue
-                self._update(model, opt, sched, totals)
-                step = mixed.update + 1
-                record = self._record(step, sched, totals, t0)
-                history.append(record)
-                self._append_metrics(record)
-                self.on_record(record)
-                self.log(self._line(record, steps))
-                totals, t0 = self._zero_totals(), time.perf_counter()
-                if valid and (step % self.opts["eval_every"] == 0 or step == steps):
-                    record = {"step": step, "valid": self.validate(model, valid, losses, train=train)}
-                    record["score"] = self._score(record["valid"])
-                    history.append(record)
-                    self._append_metrics(record)
-                    self.on_record(record)
-                    self.log(f"step {step}: valid " + "; ".join(
-                        f"{t} " + " ".join(f"{k} {v:.3f}" for k, v in r.items()) for t, r in record["valid"].items()))
-                    if best is None or record["score"] > best:
-                        best, stale = record["score"], 0
-                        save_best(self.run, step, model, record)
-                    else:
-                        stale += 1
-                    if self.opts["patience"] and stale >= self.opts["patience"]:
-                        self._save(model, opt, sampler, step)
-                        self.log(f"early stop at step {step}: no improvement in {stale} validations")
-                        break
-                if step % self.opts["save_every"] == 0 or step == steps:
-                    self._save(model, opt, sampler, step)
-        except KeyboardInterrupt:
-            interrupted = True
-            if step > start:
-                self._save(model, opt, sampler, step)
-                self.log(f"interrupted: saved step {step}; continue with --resume")
-        for name in names:
-            for epoch in range(0, 1 + max(sampler.mixer.epoch)):
-                summary = skips.epoch_summary(name, epoch)
-                if summary:
-                    self.log(summary)
-        return RunResult(self.run, step, history, interrupted)
+        return _Session(model, opt, sched, loader, sampler, names, {n: self._loss_spec(n) for n in names}, train,
+                        task_data(self.spec, None, "valid", vocab), start=start, step=start)
+
+    def _optimizer(self, model):
+        decay = [p for p in model.parameters() if p.dim() >= 2]  # no decay on biases and norms
+        other = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.opts["weight_decay"]},
+                                 {"params": other, "weight_decay": 0.0}], lr=self.opts["lr"], betas=(0.9, 0.98))
+        factor = lr_lambda(self.opts["steps"], self.opts["warmup"], self.opts["schedule"])
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def _resume(self, ckpt: Path, model, opt, sched) -> tuple[int, dict]:
+        state = load_checkpoint(ckpt, model, opt)
+        start = state["step"]
+        sched.last_epoch = start  # the schedule continues where it stopped
+        for group, base, fn in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * fn(start)
+        sched._last_lr = [g["lr"] for g in opt.param_groups]
+        self.log(f"resumed {self.run} at step {start}")
+        return start, state["mixer"]
+
+    def _after_update(self, s: "_Session", step: int) -> bool:
+        """Step, log, validate, checkpoint; False to stop early."""
+        self._update(s.model, s.opt, s.sched, s.totals)
+        s.step = step
+        record = self._record(step, s.sched, s.totals, s.t0)
+        self._publish(s, record)
+        self.log(self._line(record, self.opts["steps"]))
+        s.totals, s.t0 = self._zero_totals(), time.perf_counter()
+        last = step == self.opts["steps"]
+        if s.valid and (step % self.opts["eval_every"] == 0 or last) and not self._validate_and_track(s, step):
+            return False
+        if step % self.opts["save_every"] == 0 or last:
+            self._save(s, step)
+        return True
+
+    def _validate_and_track(self, s: "_Session", step: int) -> bool:
+        """Validate, keep the best weights, and say whether training should go on (patience)."""
+        record = {"step": step, "valid": self.validate(s.model, s.valid, s.losses, train=s.train)}
+        record["score"] = self._score(record["valid"])
+        self._publish(s, record)
+        self.log(f"step {step}: valid " + "; ".join(
+            f"{t} " + " ".join(f"{k} {v:.3f}" for k, v in r.items()) for t, r in record["valid"].items()))
+        if s.best is None or record["score"] > s.best:
+            s.best, s.stale = record["score"], 0
+            save_best(self.run, step, s.model, record)
+        else:
+            s.stale += 1
+        if self.opts["patience"] and s.stale >= self.opts["patience"]:
+            self._save(s, step)
+            self.log(f"early stop at step {step}: no improvement in {s.stale} validations")
+            return False
+        return True
+
+    def _publish(self, s: "_Session", record: dict) -> None:
+        s.history.append(record)
+        self._append_metrics(record)
+        self.on_record(record)
 
     def _score(self, valid: dict) -> float:
         """One number to pick the best checkpoint by: the mean of the tasks' metrics (signed so
@@ -307,8 +321,8 @@ class Trainer:
         with (self.run / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _save(self, model, opt, sampler, step) -> None:
-        save_checkpoint(self.run, step, model, opt, {"mixer": sampler.state_before(step)}, self.opts["keep_last"])
+    def _save(self, s: "_Session", step: int) -> None:
+        save_checkpoint(self.run, step, s.model, s.opt, {"mixer": s.sampler.state_before(step)}, self.opts["keep_last"])
 
     @torch.no_grad()
     def validate(self, model, valid: dict[str, TaskData], losses=None, batch_size: int = 16,
@@ -344,6 +358,30 @@ class Trainer:
                 out[name][spec.name] = METRICS[spec.name](preds, refs)
         model.train()
         return out
+
+
+@dataclass
+class _Session:
+    """The state of one fit: what is trained, what feeds it, and where it stands."""
+
+    model: GeneralistModel
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    loader: object
+    sampler: object
+    names: list[str]
+    losses: dict[str, tuple[float, float]]
+    train: dict[str, TaskData]
+    valid: dict[str, TaskData]
+    start: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    totals: dict = field(default_factory=lambda: Trainer._zero_totals())
+    t0: float = field(default_factory=time.perf_counter)
+    skips: SkipReport = field(default_factory=SkipReport)
+    best: float | None = None
+    stale: int = 0
+    interrupted: bool = False
 
 
 class _MetricSpec:
