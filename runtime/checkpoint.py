@@ -83,7 +83,8 @@ def _optimizer_load(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> No
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(run: Path, step: int, model, opt, state: dict, keep_last: int = 2) -> Path:
+def save_checkpoint(run: Path, step: int, model, opt, state: dict, keep_last: int = 2,
+                    extra: dict[str, dict] | None = None) -> Path:
     """Write checkpoint `step` completely under a temporary name, rename it into place,
     then point `latest` at it and prune old ones."""
     ckdir = run / "checkpoints"
@@ -95,6 +96,8 @@ def save_checkpoint(run: Path, step: int, model, opt, state: dict, keep_last: in
     save_model(model, str(tmp / "model.safetensors"))
     tensors, meta = _optimizer_tensors(opt)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
+    for filename, named in (extra or {}).items():  # e.g. ema.safetensors
+        save_file({k: v.contiguous() for k, v in named.items()}, str(tmp / filename))
     write_json(tmp / "state.json", {**state, "step": step, "optimizer": meta, "rng": rng_state()})
     final = ckdir / name
     if final.exists():

@@ -94,8 +94,6 @@ class Trainer:
         for key, value in (("steps", steps), ("device", device), ("precision", precision)):
             if value is not None:
                 opts[key] = value
-        if opts.get("ema"):
-            raise NotSupportedYet("`ema` (an EMA of the weights)", help="remove `ema` from the train block for now")
         self.opts = opts
         self.run = Path(out) if out is not None else self.base_dir / opts["out"]
         self.resume = resume
@@ -192,8 +190,11 @@ class Trainer:
                                        num_workers=self.opts["num_workers"], updates=self.opts["steps"],
                                        mixer_state=mixer_state, device=str(self.device))
         model.train()
+        ema = EMA(model, self.opts["ema"]) if self.opts.get("ema") else None
+        if ema is not None and ckpt is not None:
+            ema.load(ckpt)
         return _Session(model, opt, sched, loader, sampler, names, {n: self._loss_spec(n) for n in names}, train,
-                        task_data(self.spec, None, "valid", vocab), start=start, step=start)
+                        task_data(self.spec, None, "valid", vocab), start=start, step=start, ema=ema)
 
     def _optimizer(self, model):
         decay = [p for p in model.parameters() if p.dim() >= 2]  # no decay on biases and norms
@@ -216,6 +217,8 @@ class Trainer:
     def _after_update(self, s: "_Session", step: int) -> bool:
         """Step, log, validate, checkpoint; False to stop early."""
         self._update(s.model, s.opt, s.sched, s.totals)
+        if s.ema is not None:
+            s.ema.update(s.model)
         s.step = step
         record = self._record(step, s.sched, s.totals, s.t0)
         self._publish(s, record)
@@ -230,14 +233,16 @@ class Trainer:
 
     def _validate_and_track(self, s: "_Session", step: int) -> bool:
         """Validate, keep the best weights, and say whether training should go on (patience)."""
-        record = {"step": step, "valid": self.validate(s.model, s.valid, s.losses, train=s.train)}
+        with (s.ema.swapped_in(s.model) if s.ema is not None else _null()):  # EMA weights are what is kept
+            record = {"step": step, "valid": self.validate(s.model, s.valid, s.losses, train=s.train)}
+            if s.best is None or self._score(record["valid"]) > s.best:
+                save_best(self.run, step, s.model, record)
         record["score"] = self._score(record["valid"])
         self._publish(s, record)
         self.log(f"step {step}: valid " + "; ".join(
             f"{t} " + " ".join(f"{k} {v:.3f}" for k, v in r.items()) for t, r in record["valid"].items()))
         if s.best is None or record["score"] > s.best:
             s.best, s.stale = record["score"], 0
-            save_best(self.run, step, s.model, record)
         else:
             s.stale += 1
         if self.opts["patience"] and s.stale >= self.opts["patience"]:
@@ -322,7 +327,9 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _save(self, s: "_Session", step: int) -> None:
-        save_checkpoint(self.run, step, s.model, s.opt, {"mixer": s.sampler.state_before(step)}, self.opts["keep_last"])
+        extra = {"ema.safetensors": s.ema.shadow} if s.ema is not None else {}
+        save_checkpoint(self.run, step, s.model, s.opt, {"mixer": s.sampler.state_before(step)}, self.opts["keep_last"],
+                        extra)
 
     @torch.no_grad()
     def validate(self, model, valid: dict[str, TaskData], losses=None, batch_size: int = 16,
@@ -382,6 +389,7 @@ class _Session:
     best: float | None = None
     stale: int = 0
     interrupted: bool = False
+    ema: "EMA | None" = None
 
 
 class _MetricSpec:
@@ -418,6 +426,46 @@ class _MetricSpec:
     def reference(self, meta: dict):
         value = meta["targets"].get(self.targets[-1])
         return parse_box(value) if self.output == "box" else str(value)
+
+
+class EMA:
+    """An exponential moving average of the weights (float32), updated after every step."""
+
+    def __init__(self, model, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(self.decay).add_(v.float(), alpha=1 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def load(self, ckpt: Path) -> None:
+        from safetensors.torch import load_file
+
+        path = ckpt / "ema.safetensors"
+        if not path.exists():
+            raise CheckpointError("E0110", "the checkpoint has no EMA weights (the run was started without ema)",
+                                  path, help="resume with the task file that started this run")
+        loaded = load_file(str(path))
+        for k in self.shadow:
+            self.shadow[k].copy_(loaded[k])
+
+    def swapped_in(self, model):
+        ema = self
+
+        class Swap:
+            def __enter__(self):
+                self.saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                model.load_state_dict({k: v.to(self.saved[k].dtype) for k, v in ema.shadow.items()})
+
+            def __exit__(self, *exc):
+                model.load_state_dict(self.saved)
+                return False
+        return Swap()
 
 
 class _null:

@@ -92,11 +92,12 @@ def test_two_tasks_improve_on_held_out_rows(tmp_path):
     assert CliRunner().invoke(app, ["plot", str(tmp_path)]).exit_code == 1  # not a run directory
 
 
-def test_interrupt_and_resume_equal_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("ema", ["", "ema = 0.9"])
+def test_interrupt_and_resume_equal_the_uninterrupted_run(tmp_path, ema):
     whole_dir, split_dir = tmp_path / "whole", tmp_path / "split"
     whole_dir.mkdir(), split_dir.mkdir()
-    Trainer(make_task_file(whole_dir, steps=12), whole_dir).fit()
-    compiled = make_task_file(split_dir, steps=12)
+    Trainer(make_task_file(whole_dir, steps=12, extra_train=ema), whole_dir).fit()
+    compiled = make_task_file(split_dir, steps=12, extra_train=ema)
 
     def kill_at_6(msg):
         if msg.startswith("step 6/"):
@@ -109,6 +110,12 @@ def test_interrupt_and_resume_equal_the_uninterrupted_run(tmp_path):
     a = load_file(str(whole_dir / "run" / "checkpoints" / "step-00000012" / "model.safetensors"))
     b = load_file(str(split_dir / "run" / "checkpoints" / "step-00000012" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bitwise, on CPU
+    if ema:
+        ea = load_file(str(whole_dir / "run" / "checkpoints" / "step-00000012" / "ema.safetensors"))
+        eb = load_file(str(split_dir / "run" / "checkpoints" / "step-00000012" / "ema.safetensors"))
+        assert all(torch.equal(ea[k], eb[k]) for k in ea)
+        key = next(k for k in a if a[k].dim() == 2 and k in ea)
+        assert not torch.equal(ea[key], a[key])  # the average lags the weights
     def losses(run):
         return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
