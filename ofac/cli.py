@@ -189,8 +189,7 @@ def run(
     if compiled is None:
         err.print(f"cannot train: {summary(diags)}", style="bold red")
         raise typer.Exit(1)
-    from ofac.runtime.checkpoint import CheckpointError
-    from ofac.runtime.errors import DataError
+    from ofac.runtime.errors import RunError
     from ofac.runtime.trainer import Trainer
 
     try:
@@ -212,7 +211,7 @@ def run(
             result = trainer.fit()
         finally:
             display.close()
-    except (CheckpointError, DataError) as e:
+    except RunError as e:
         _print_diags([e.diagnostic], err)
         raise typer.Exit(1)
     err.print(f"{'interrupted at' if result.interrupted else 'finished'} step {result.step}: {result.run_dir}")

@@ -58,6 +58,8 @@ RUNTIME_CODES = {
     "E0102": "malformed data row",
     "E0103": "a data format that needs an optional package",
     "E0104": "a row the IR cannot preprocess (missing column, unreadable media, bad value)",
+    "E0105": "a dataset smaller than one micro-batch",
+    "E0106": "a model or batch that does not fit the device",
     "E0110": "missing file in a run directory",
     "E0111": "corrupt JSON in a run directory",
     "E0112": "incomplete latest checkpoint",

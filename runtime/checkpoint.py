@@ -23,8 +23,10 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ofac.diagnostics import Diagnostic, Severity
 
+from .errors import RunError
 
-class CheckpointError(Exception):
+
+class CheckpointError(RunError):
     """A run directory or checkpoint that cannot be used; carries a diagnostic."""
 
     def __init__(self, code: str, message: str, path: Path, help: str = ""):

@@ -4,7 +4,13 @@ from __future__ import annotations
 from ofac.diagnostics import Diagnostic, Severity
 
 
-class DataError(Exception):
+class RunError(Exception):
+    """Any user-facing runtime failure; `diagnostic` says what, where and how to fix it."""
+
+    diagnostic: Diagnostic
+
+
+class DataError(RunError):
     """A bad data row or file.  `diagnostic` names the file, the row and column, and a fix."""
 
     def __init__(self, code: str, message: str, *, file: str | None = None, row: int | None = None,
@@ -32,3 +38,11 @@ class NotSupportedYet(DataError):
 
     def __init__(self, what: str, *, help: str = ""):
         super().__init__("E0100", f"{what} is not supported by the ofac runtime yet", help=help)
+
+
+class ResourceError(RunError):
+    """The model or a batch does not fit the device."""
+
+    def __init__(self, message: str, help: str):
+        self.diagnostic = Diagnostic("E0106", Severity.ERROR, message, None, help=help)
+        super().__init__(f"{message}\n  help: {help}")

@@ -18,7 +18,7 @@ from .collate import collate
 from .data.dataset import SkipReport, TaskData, column_lengths
 from .data.loader import build_loader
 from .data.mixing import TaskPlan
-from .errors import NotSupportedYet
+from .errors import DataError, NotSupportedYet, ResourceError
 from .generate import Trie, greedy
 from .metrics import LOWER_IS_BETTER, METRICS
 from .preprocess.box import dequantize, parse_box
@@ -128,13 +128,15 @@ class Trainer:
             raise CheckpointError("E0117", "the run directory already holds a run", self.run,
                                   help="add --resume to continue it, or give another --out; nothing was overwritten")
         vocab = run_vocab(self.spec)
-        config = self._config(vocab)
+        return vocab, self._config(vocab), None
+
+    def _write_run_dir(self, vocab: Vocab, config: dict) -> None:
+        """Written only once the whole setup has succeeded: a failed start leaves nothing."""
         self.run.mkdir(parents=True, exist_ok=True)
         vocab.save(self.run / ".tokenizer.json.tmp")
         (self.run / ".tokenizer.json.tmp").replace(self.run / "tokenizer.json")
         write_json(self.run / "programs.json", [ir.to_json(t) for t in self.spec.irs])
         write_json(self.run / "config.json", config)
-        return vocab, config, None
 
     def _plans(self, datas: dict[str, TaskData]) -> list[TaskPlan]:
         plans = []
@@ -153,6 +155,14 @@ class Trainer:
 
     def fit(self) -> RunResult:
         s = self._start()
+        try:
+            return self._fit(s)
+        except torch.OutOfMemoryError:
+            raise ResourceError(f"a training step ran out of memory on {self.device} at step {s.step + 1}",
+                                help="lower micro_batch_size (and raise update_freq to keep the batch), or use a "
+                                     "smaller model") from None
+
+    def _fit(self, s: "_Session") -> RunResult:
         try:
             for mixed in s.loader:
                 s.skips.add(mixed.skipped)
@@ -178,17 +188,27 @@ class Trainer:
         vocab, config, ckpt = self._prepare_run_dir()
         torch.manual_seed(self.opts["seed"])
         model = GeneralistModel(ModelConfig(**{**config["model"], "adaptors": tuple(config["model"]["adaptors"])}))
-        model.to(self.device)
+        try:
+            model.to(self.device)
+        except torch.OutOfMemoryError:
+            raise ResourceError(f"a {model.num_parameters() / 1e6:.0f}M-parameter model does not fit on {self.device}",
+                                help="choose a smaller `model { preset }` or fewer layers") from None
         opt, sched = self._optimizer(model)
         start, mixer_state = self._resume(ckpt, model, opt, sched) if ckpt is not None else (0, None)
         train = task_data(self.spec, None, "train", vocab)
         if not train:
             raise NotSupportedYet("a task file without training data", help="give tasks a `train = ...` file")
         names = [t.name for t in self.spec.tasks if t.name in train]
-        loader, sampler = build_loader([train[n] for n in names], self._plans(train), policy=self.opts["mixing"],
-                                       temperature=self.opts["temperature"], seed=self.opts["seed"],
-                                       num_workers=self.opts["num_workers"], updates=self.opts["steps"],
-                                       mixer_state=mixer_state, device=str(self.device))
+        try:
+            loader, sampler = build_loader([train[n] for n in names], self._plans(train), policy=self.opts["mixing"],
+                                           temperature=self.opts["temperature"], seed=self.opts["seed"],
+                                           num_workers=self.opts["num_workers"], updates=self.opts["steps"],
+                                           mixer_state=mixer_state, device=str(self.device))
+        except ValueError as err:  # e.g. a dataset smaller than one micro-batch
+            raise DataError("E0105", str(err), file=self.spec.source,
+                            help="lower the task's micro_batch_size or give it more rows") from None
+        if ckpt is None:
+            self._write_run_dir(vocab, config)
         model.train()
         ema = EMA(model, self.opts["ema"]) if self.opts.get("ema") else None
         if ema is not None and ckpt is not None:

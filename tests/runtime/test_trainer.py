@@ -187,3 +187,20 @@ def test_display_falls_back_to_lines_off_a_terminal():
     lines = buf.getvalue().splitlines()
     assert display.live is None and len(lines) == 21  # every 2 steps, and the validation
     assert lines[-1] == "step 40: cap cider 0.700" and lines[-2].startswith("step 40/40 loss 2.000")
+
+
+def test_too_small_dataset_and_unknown_device_are_diagnostics(tmp_path):
+    from typer.testing import CliRunner
+
+    from ofac.cli import app
+
+    make_task_file(tmp_path, steps=2)
+    source = (tmp_path / "t.ofa").read_text().replace("micro_batch_size = 8", "micro_batch_size = 64", 1)
+    (tmp_path / "t.ofa").write_text(source)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "t.ofa"), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 1 and "error[E0105]" in result.stderr and "micro_batch_size" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "a").exists()  # a failed start writes nothing
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(app, ["run", str(tmp_path / "t.ofa"), "--device", "cuda", "--out",
+                                          str(tmp_path / "b")])
+        assert result.exit_code == 1 and "error[E0100]" in result.stderr and not (tmp_path / "b").exists()
