@@ -31,7 +31,9 @@ class ModelConfig:
     encoder_layers: int = 4
     decoder_layers: int = 4
     heads: int = 4
-    dropout: float = 0.1
+    dropout: float = 0.1  # on embeddings and residual branches
+    attention_dropout: float = 0.0  # on attention probabilities (0 keeps SDPA on its fused kernels)
+    activation_dropout: float = 0.0  # inside the feed-forward block
     max_positions: int = 1024
     image_size: int = 256
     patch_size: int = 16
@@ -85,11 +87,11 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, cross: bool = False):
         super().__init__()
         d = cfg.d_model
-        self.ln1, self.attn = nn.LayerNorm(d), Attention(d, cfg.heads, cfg.dropout)
-        self.cross = Attention(d, cfg.heads, cfg.dropout) if cross else None
+        self.ln1, self.attn = nn.LayerNorm(d), Attention(d, cfg.heads, cfg.attention_dropout)
+        self.cross = Attention(d, cfg.heads, cfg.attention_dropout) if cross else None
         self.ln_cross = nn.LayerNorm(d) if cross else None
         self.ln2 = nn.LayerNorm(d)
-        self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(), nn.Dropout(cfg.dropout),
+        self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(), nn.Dropout(cfg.activation_dropout),
                                  nn.Linear(cfg.ffn_dim, d))
         self.drop = nn.Dropout(cfg.dropout)
 
