@@ -13,6 +13,7 @@ from rich.console import Console
 from . import compiler, ir
 from .diagnostics import Diagnostic
 from .render import render, render_json, summary
+from .settings import TRAIN
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="ofac: compile, check and run declarative multi-modal, multi-task learning.")
@@ -125,17 +126,19 @@ def fmt(
     raise typer.Exit(1 if failed or (check_only and changed) else 0)
 
 
-class Split(str, Enum):
-    train = "train"
-    valid = "valid"
-    test = "test"
+def _choices(name: str, values) -> type[Enum]:
+    """An option's choices as an Enum for Typer, from the one place that defines them."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+Split = _choices("Split", ("train", "valid", "test"))
 
 
 @app.command()
 def data(
     file: Path = typer.Argument(..., help="A `.ofa` task file."),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only this task.", show_default=False),
-    split: Split = typer.Option(Split.train, "--split", "-s", help="Which data split to read."),
+    split: Split = typer.Option("train", "--split", "-s", help="Which data split to read."),
     rows: int = typer.Option(2, "--rows", "-n", min=1, help="Rows to show per task."),
 ) -> None:
     """Run the data path on a few rows and show what the model will see (needs the runtime)."""
@@ -156,16 +159,8 @@ def data(
     raise typer.Exit(1 if result.diagnostics else 0)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
+Device = _choices("Device", TRAIN.setting("device").choices)  # exactly what `train { device }` accepts
+Precision = _choices("Precision", TRAIN.setting("precision").choices)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from .check_template import target_output
 from .ir import Op, Program, TaskIR, verify
 from .modalities import MODALITIES
 from .syntax import Marker, Text
-from .typed import CheckedTask, Segment, TypedRepeat, TypedSlot, TypedTemplate, segments
+from .typed import CheckedTask, Segment, TypedRepeat, TypedSlot, TypedTemplate, segments, slots_of
 
 # slot attributes that shape the token group rather than one slot's preprocessing
 _GROUP_ATTRS = {"no_loss", "closed_set", "disable_auto_boseos"}
@@ -40,7 +40,7 @@ def lower_task(task: CheckedTask, model: tuple = ()) -> TaskIR:
         ("inputs", tuple(dict.fromkeys(o.get("column") for o in reads if o.get("side") == "encoder"))),
         # what the decoder is trained to produce, from its slots (not its reads: a column on both
         # sides is read only once); no_loss slots are forced prefix, not targets
-        ("targets", tuple(dict.fromkeys(s.column for item in task.templates[0].decoder for s in _slots_of(item)
+        ("targets", tuple(dict.fromkeys(s.column for item in task.templates[0].decoder for s in slots_of(item)
                                         if not s.get("no_loss")))),
     )
     return TaskIR(task.name, programs, meta)
@@ -166,14 +166,6 @@ class _Lowering:
 def _has_content(seg: Segment) -> bool:
     """False for a token group of legacy markers alone (`<BOS> -> ...`): it encodes nothing."""
     return any(not isinstance(item, Marker) for item in seg.items)
-
-
-def _slots_of(item):
-    if isinstance(item, TypedSlot):
-        yield item
-    elif isinstance(item, TypedRepeat):
-        for inner in item.items:
-            yield from _slots_of(inner)
 
 
 def _span_of(seg: Segment):

@@ -47,15 +47,16 @@ class TypedTemplate:
 
     def slots(self):
         for item in self.encoder + self.decoder:
-            yield from _slots(item)
+            yield from slots_of(item)
 
 
-def _slots(item):
+def slots_of(item):
+    """The data slots of an item, looking inside repetition groups."""
     if isinstance(item, TypedSlot):
         yield item
     elif isinstance(item, TypedRepeat):
         for inner in item.items:
-            yield from _slots(inner)
+            yield from slots_of(inner)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Segment:
     items: tuple[TypedItem, ...]
 
     def data_slots(self) -> list[TypedSlot]:
-        return [s for it in self.items for s in _slots(it)]
+        return [s for it in self.items for s in slots_of(it)]
 
     def signature(self) -> str:
         if self.kind == "slot":
