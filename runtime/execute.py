@@ -95,11 +95,14 @@ class _Plan:
         self.attrs = [dict(op.attrs) for op in program.ops]
         self.const: dict[int, Tokens] = {}
         self.boxes_of: dict[int, list[Op]] = {}  # image read id -> its box ops
+        self.image_of: dict[int, Op] = {}  # image read id -> its image preprocess op
         for op in program.ops:
             if op.op == "preprocess.text" and not op.args:
                 self.const[op.id] = Tokens(vocab.encode(op.get("text")))
             elif op.op == "preprocess.box":
                 self.boxes_of.setdefault(op.args[1], []).append(op)
+            elif op.op in _IMAGE_OPS:
+                self.image_of[op.args[0]] = op
 
 
 class _Run:
@@ -196,8 +199,7 @@ class _Run:
     def box(self, op: Op):
         """Boxes are produced by their image's transform; run it now if it comes later."""
         if ("box", op.id) not in self.values:
-            image_op = next((o for o in self.program.ops if o.family == "preprocess" and o.args == (op.args[1],)
-                             and o.op in _IMAGE_OPS), None)
+            image_op = self.plan.image_of.get(op.args[1])
             if image_op is None:
                 raise NotSupportedYet("a BOX whose IMAGE is not an encoder input",
                                       help="put the IMAGE slot left of `->`")

@@ -275,13 +275,17 @@ class GeneralistModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def label_smoothed_loss(logits, target, mask, eps: float = 0.1, weights=None):
-    """Mean label-smoothed cross-entropy over the positions that carry loss.
-    logits [B, L, V]; target [B, L]; mask [B, L] bool; weights [B] per-example task weights."""
+def token_losses(logits, target, mask, eps: float = 0.0):
+    """At the positions that carry loss: the label-smoothed loss and the NLL, flat vectors [N].
+    logits [B, L, V]; target [B, L]; mask [B, L] bool."""
     lprobs = F.log_softmax(logits.float(), dim=-1)
-    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # [B, L]
-    smooth = -lprobs.mean(-1)  # [B, L]
-    loss = (1 - eps) * nll + eps * smooth
-    m = mask.float() if weights is None else mask.float() * weights[:, None]
-    return (loss * m).sum() / mask.float().sum().clamp(min=1), (nll * mask.float()).sum() / mask.float().sum().clamp(min=1)
+    nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)[mask]
+    smooth = -lprobs.mean(-1)[mask]
+    return (1 - eps) * nll + eps * smooth, nll
 
+
+def label_smoothed_loss(logits, target, mask, eps: float = 0.1):
+    """Mean label-smoothed cross-entropy and mean NLL over the positions that carry loss."""
+    loss, nll = token_losses(logits, target, mask, eps)
+    n = max(1, int(mask.sum()))
+    return loss.sum() / n, nll.sum() / n

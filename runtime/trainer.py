@@ -22,7 +22,7 @@ from .errors import DataError, NotSupportedYet, ResourceError
 from .generate import Trie, greedy
 from .metrics import LOWER_IS_BETTER, METRICS
 from .preprocess.box import dequantize, parse_box
-from .model import GeneralistModel, ModelConfig
+from .model import GeneralistModel, ModelConfig, token_losses
 from .preview import run_vocab, task_data
 from .spec import as_spec
 from .tokenizer import Vocab
@@ -101,6 +101,7 @@ class Trainer:
         self.dtype = resolve_precision(opts["precision"], self.device)
         self.log = log or (lambda msg: None)
         self.on_record = on_record or (lambda record: None)  # each step and validation record
+        self._metric_specs: dict[str, _MetricSpec] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -303,13 +304,10 @@ class Trainer:
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else _null()
         with autocast:
             logits = model(batch)
-        lprobs = torch.log_softmax(logits.float(), dim=-1)
-        mask = batch.loss_mask
-        nll = -lprobs.gather(-1, batch.target.unsqueeze(-1)).squeeze(-1)[mask]
-        smooth = -lprobs.mean(-1)[mask]
-        loss_sum = weight * ((1 - eps) * nll + eps * smooth).sum()
+        loss, nll = token_losses(logits, batch.target, batch.loss_mask, eps)
+        loss_sum = weight * loss.sum()
         loss_sum.backward()  # gradients are summed over the update and divided by its token count
-        n = int(mask.sum())
+        n = int(batch.loss_mask.sum())
         totals["loss"] += loss_sum.item()
         totals["nll"] += nll.detach().sum().item()
         totals["tokens"] += n
@@ -359,8 +357,10 @@ class Trainer:
         model.eval()
         out = {}
         for name, data in valid.items():
-            task = self.spec.task(name)
-            spec = _MetricSpec(task, data.runner.vocab, train.get(name) if train else None)
+            if name not in self._metric_specs:  # once per run: a closed-set trie may read every train row
+                self._metric_specs[name] = _MetricSpec(self.spec.task(name), data.runner.vocab,
+                                                       train.get(name) if train else None)
+            spec = self._metric_specs[name]
             nll = correct = tokens = 0.0
             preds, refs = [], []
             for lo in range(0, len(data), batch_size):
@@ -370,10 +370,9 @@ class Trainer:
                 if not samples:
                     continue
                 batch = collate(samples).to(self.device)
-                logits = model(batch).float()
+                logits = model(batch)
                 mask = batch.loss_mask
-                lp = torch.log_softmax(logits, -1)
-                nll += float(-lp.gather(-1, batch.target.unsqueeze(-1)).squeeze(-1)[mask].sum())
+                nll += float(token_losses(logits, batch.target, mask)[1].sum())
                 correct += float((logits.argmax(-1) == batch.target)[mask].sum())
                 tokens += float(mask.sum())
                 if spec.metric is not None:

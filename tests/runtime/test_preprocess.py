@@ -277,3 +277,12 @@ def test_motion_says_not_supported_yet(tmp_path, vocab):
         run("motion: [MOTION:m] -> [TEXT:t]", {"m": "a.npy", "t": "x"}, vocab, tmp_path)
     with pytest.raises(NotSupportedYet, match="decoder target"):
         TaskRunner(lower("[TEXT:t] -> [AUDIO:a]"), vocab)
+
+
+def test_a_box_before_its_image_is_transformed_with_it(tmp_path, vocab):
+    write_image(tmp_path / "a.png", size=(64, 64))
+    s = run("region: [BOX:b] of [IMAGE:img] -> [TEXT:t]", {"b": [0, 0, 32, 32], "img": "a.png", "t": "x"},
+            vocab, tmp_path, "valid")
+    text, image = s.encoder[0].data.tolist(), s.encoder[1]
+    assert image.adaptor == "image_patch"
+    assert [vocab.bin_index[t] for t in text if t in vocab.bin_index] == [0, 0, 500, 500]  # half the side
