@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -29,8 +30,8 @@ class ExplainFormat(str, Enum):
     json = "json"
 
 
-def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+def _console(stderr: bool = False, quiet: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, quiet=quiet)
 
 
 def _print_diags(diags: list[Diagnostic], console: Console) -> None:
@@ -161,6 +162,18 @@ def data(
 
 Device = _choices("Device", TRAIN.setting("device").choices)  # exactly what `train { device }` accepts
 Precision = _choices("Precision", TRAIN.setting("precision").choices)
+Parallel = _choices("Parallel", TRAIN.setting("parallel").choices)
+
+
+def _forward(**options) -> list[str]:
+    """Command-line options, as given, for the processes torchrun starts."""
+    out = []
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        out += [flag] if value is True else [flag, str(getattr(value, "value", value))]
+    return out
 
 
 @app.command()
@@ -175,7 +188,9 @@ def run(
                                             show_default=False),
     precision: Optional[Precision] = typer.Option(None, "--precision", help="fp32, bf16 autocast, or auto.",
                                                   show_default=False),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (torchrun DDP); only 1 is supported yet."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Training processes, started by torchrun (DDP or FSDP2)."),
+    parallel: Optional[Parallel] = typer.Option(None, "--parallel", help="With --nproc: replicate (ddp) or shard "
+                                                "(fsdp) the model (default: train { parallel }).", show_default=False),
 ) -> None:
     """Train one generalist model on every task of the file; Ctrl-C saves a checkpoint."""
     err = _console(stderr=True)
@@ -187,18 +202,26 @@ def run(
     from ofac.runtime.errors import RunError
     from ofac.runtime.trainer import Trainer
 
-    try:
-        if nproc > 1:
-            from ofac.runtime.errors import NotSupportedYet
+    if nproc > 1:
+        from ofac.runtime.distributed import launched, torchrun
 
-            raise NotSupportedYet("multi-process training (--nproc > 1)", help="train with one process for now")
+        if not launched():  # start N copies of this command through torchrun; each trains one rank
+            args = [str(file)] + _forward(out=out, steps=steps, resume=resume, device=device, precision=precision,
+                                          parallel=parallel)
+            raise typer.Exit(torchrun(nproc, ["-m", "ofac.cli", "run", *args], err))
+    try:
+        from ofac.runtime.distributed import launched
+
+        rank = int(os.environ.get("RANK", 0)) if launched() else 0
         from ofac.runtime.display import TrainDisplay
 
         total = steps or dict(compiled.checked.train).get("steps", 1000)
-        display = TrainDisplay(err, total, {t.task: t.get("metric") for t in compiled.tasks})
+        display = TrainDisplay(err if rank == 0 else _console(stderr=True, quiet=True), total,
+                               {t.task: t.get("metric") for t in compiled.tasks})
         messages = (lambda msg: None) if display.live else None  # the live table shows progress
         trainer = Trainer(compiled, file.parent, out=out, steps=steps, resume=resume,
                           device=device.value if device else None, precision=precision.value if precision else None,
+                          parallel=parallel.value if parallel else None,
                           log=messages or (lambda msg: err.print(msg, highlight=False) if not msg.startswith("step ")
                                            else None),
                           on_record=display)
@@ -207,9 +230,11 @@ def run(
         finally:
             display.close()
     except RunError as e:
-        _print_diags([e.diagnostic], err)
+        if rank == 0:  # every rank meets the same problem; one report is enough
+            _print_diags([e.diagnostic], err)
         raise typer.Exit(1)
-    err.print(f"{'interrupted at' if result.interrupted else 'finished'} step {result.step}: {result.run_dir}")
+    if rank == 0:
+        err.print(f"{'interrupted at' if result.interrupted else 'finished'} step {result.step}: {result.run_dir}")
     raise typer.Exit(130 if result.interrupted else 0)
 
 

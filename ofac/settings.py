@@ -107,6 +107,8 @@ TRAIN = BlockSchema("train", "the optimization of all tasks together", (
     Setting("patience", "int", "stop after N validations without improvement (0: never)", default=0, lo=0),
     Setting("out", "path", "run directory", default="runs/ofac"),
     Setting("device", "choice", "where to train", default="auto", choices=("auto", "cpu", "cuda")),
+    Setting("parallel", "choice", "how `--nproc` processes share the model: `ddp` replicates it, `fsdp` shards "
+            "it (FSDP2)", default="ddp", choices=("ddp", "fsdp")),
     Setting("num_workers", "int", "data loader workers per task", default=0, lo=0),
 ))
 

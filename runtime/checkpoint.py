@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from ofac.diagnostics import Diagnostic, Severity
 
@@ -62,45 +62,51 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
+def canonical_weights(model, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One entry per distinct parameter or buffer (a module shared under two names, like the
+    token embedding inside the text adaptor, is saved once), contiguous, on the CPU."""
+    names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
+    return {n: state[n].detach().cpu().contiguous() for n in names}
+
+
+def _optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer state dict keyed by parameter name (torch.distributed.checkpoint's form)
+    -> safetensors tensors `NAME::KEY` and JSON for the rest."""
     tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
+    for name, st in state["state"].items():
         for k, v in st.items():
             if torch.is_tensor(v):
-                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+                tensors[f"{name}::{k}"] = v.detach().cpu().contiguous()
             else:
-                scalars[f"{pid}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+                scalars[f"{name}::{k}"] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _optimizer_load(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+def _optimizer_state(tensors: dict, meta: dict) -> dict:
     state: dict = {}
-    for key, v in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    for key, v in meta["scalars"].items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for key, v in [*tensors.items(), *meta["scalars"].items()]:
+        name, k = key.split("::", 1)
+        state.setdefault(name, {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(run: Path, step: int, model, opt, state: dict, keep_last: int = 2,
+def save_checkpoint(run: Path, step: int, weights: dict, optimizer: dict, state: dict, keep_last: int = 2,
                     extra: dict[str, dict] | None = None) -> Path:
     """Write checkpoint `step` completely under a temporary name, rename it into place,
-    then point `latest` at it and prune old ones."""
+    then point `latest` at it and prune old ones.  `weights`: canonical_weights(); `optimizer`:
+    a state dict keyed by parameter name."""
     ckdir = run / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     tmp = ckdir / f".{name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    tensors, meta = _optimizer_tensors(opt)
+    save_file(weights, str(tmp / "model.safetensors"))
+    tensors, meta = _optimizer_tensors(optimizer)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     for filename, named in (extra or {}).items():  # e.g. ema.safetensors
         save_file({k: v.contiguous() for k, v in named.items()}, str(tmp / filename))
-    write_json(tmp / "state.json", {**state, "step": step, "optimizer": meta, "rng": rng_state()})
+    write_json(tmp / "state.json", {**state, "step": step, "optimizer": meta, "rng": state.get("rng") or rng_state()})
     final = ckdir / name
     if final.exists():
         shutil.rmtree(final)
@@ -123,34 +129,45 @@ def latest_checkpoint(run: Path) -> Path | None:
     return path
 
 
-def load_checkpoint(path: Path, model, opt) -> dict:
+def load_weights(model, path: Path) -> None:
+    """Load a model.safetensors into `model`, which must have exactly its parameters."""
     try:
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
-    except (OSError, RuntimeError, ValueError, SafetensorError) as err:
-        raise CheckpointError("E0113", f"unreadable weights: {err}", path / "model.safetensors") from None
+        weights = load_file(str(path))
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError("E0113", f"unreadable weights: {err}", path) from None
+    expected = set(canonical_weights(model, model.state_dict()))
+    missing, unexpected = expected - set(weights), set(weights) - expected
     if missing or unexpected:
         raise CheckpointError("E0114", f"the weights do not fit this model (missing {sorted(missing)[:3]}, "
                               f"unexpected {sorted(unexpected)[:3]})", path,
                               help="the checkpoint belongs to another model configuration")
+    shapes = [n for n, t in model.state_dict().items() if n in weights and weights[n].shape != t.shape]
+    if shapes:
+        raise CheckpointError("E0114", f"the weights do not fit this model (shape of {shapes[0]})", path,
+                              help="the checkpoint belongs to another model configuration")
+    model.load_state_dict(weights, strict=False)
+
+
+def read_checkpoint(path: Path, model) -> tuple[dict, dict]:
+    """Load the weights into `model`; return (optimizer state keyed by parameter name, the
+    checkpoint's state.json)."""
+    load_weights(model, path / "model.safetensors")
     state = read_json(path / "state.json")
-    if opt is not None:
-        try:
-            tensors = load_file(str(path / "optimizer.safetensors"))
-        except (OSError, SafetensorError) as err:
-            raise CheckpointError("E0113", f"unreadable optimizer state: {err}", path / "optimizer.safetensors") from None
-        _optimizer_load(opt, tensors, state["optimizer"])
-    set_rng_state(state["rng"])
-    return state
+    try:
+        tensors = load_file(str(path / "optimizer.safetensors"))
+    except (OSError, SafetensorError) as err:
+        raise CheckpointError("E0113", f"unreadable optimizer state: {err}", path / "optimizer.safetensors") from None
+    return _optimizer_state(tensors, state["optimizer"]), state
 
 
-def save_best(run: Path, step: int, model, record: dict) -> None:
+def save_best(run: Path, step: int, weights: dict, record: dict) -> None:
     """The weights of the best validation so far, in checkpoints/best (replaced atomically)."""
     ckdir = run / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     tmp = ckdir / f".best.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
+    save_file(weights, str(tmp / "model.safetensors"))
     write_json(tmp / "validation.json", {**record, "step": step})
     old = ckdir / f".best.old-{os.getpid()}"
     if (ckdir / "best").exists():

@@ -12,12 +12,13 @@ import torch
 
 from ofac import __version__, ir
 
-from .checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_json, save_best,
-                         save_checkpoint, write_json)
+from .checkpoint import (CheckpointError, canonical_weights, latest_checkpoint, read_checkpoint, read_json,
+                         rng_state, save_best, save_checkpoint, set_rng_state, write_json)
 from .collate import collate
 from .data.dataset import SkipReport, TaskData, column_lengths
 from .data.loader import build_loader
 from .data.mixing import TaskPlan
+from .distributed import Parallel
 from .errors import DataError, NotSupportedYet, ResourceError
 from .generate import Trie, greedy
 from .metrics import LOWER_IS_BETTER, METRICS
@@ -85,13 +86,13 @@ def _adaptors(tasks) -> list[str]:
 
 class Trainer:
     def __init__(self, run, base_dir: Path | None = None, *, out: Path | None = None, steps: int | None = None,
-                 resume: bool = False, device: str | None = None, precision: str | None = None, log=None,
-                 on_record=None):
+                 resume: bool = False, device: str | None = None, precision: str | None = None,
+                 parallel: str | None = None, log=None, on_record=None):
         """`run`: a CompiledFile (data paths relative to `base_dir`) or a RunSpec."""
         self.spec = as_spec(run, base_dir)
         self.base_dir = self.spec.base_dir
         opts = dict(self.spec.train)
-        for key, value in (("steps", steps), ("device", device), ("precision", precision)):
+        for key, value in (("steps", steps), ("device", device), ("precision", precision), ("parallel", parallel)):
             if value is not None:
                 opts[key] = value
         self.opts = opts
@@ -102,6 +103,8 @@ class Trainer:
         self.log = log or (lambda msg: None)
         self.on_record = on_record or (lambda record: None)  # each step and validation record
         self._metric_specs: dict[str, _MetricSpec] = {}
+        self.par = Parallel()  # joined in fit(), when torchrun started this process
+        self._replica = None  # rank 0's unsharded copy of an FSDP model, for validation
 
     # ------------------------------------------------------------------ setup
 
@@ -128,11 +131,17 @@ class Trainer:
         if ckpt is not None or (self.run / "config.json").exists():
             raise CheckpointError("E0117", "the run directory already holds a run", self.run,
                                   help="add --resume to continue it, or give another --out; nothing was overwritten")
-        vocab = run_vocab(self.spec)
+        from tokenizers import Tokenizer
+
+        # rank 0 trains the tokenizer; every rank gets the same one
+        text = self.par.broadcast(run_vocab(self.spec).tok.to_str() if self.par.main else None)
+        vocab = Vocab(Tokenizer.from_str(text))
         return vocab, self._config(vocab), None
 
     def _write_run_dir(self, vocab: Vocab, config: dict) -> None:
         """Written only once the whole setup has succeeded: a failed start leaves nothing."""
+        if not self.par.main:
+            return
         self.run.mkdir(parents=True, exist_ok=True)
         vocab.save(self.run / ".tokenizer.json.tmp")
         (self.run / ".tokenizer.json.tmp").replace(self.run / "tokenizer.json")
@@ -155,13 +164,20 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def fit(self) -> RunResult:
-        s = self._start()
+        self.par = Parallel.from_env(self.opts["parallel"], self.device)
+        self.device = self.par.device(self.device)
+        if not self.par.main:  # rank 0 speaks for the run
+            self.log, self.on_record = (lambda msg: None), (lambda record: None)
         try:
-            return self._fit(s)
-        except torch.OutOfMemoryError:
-            raise ResourceError(f"a training step ran out of memory on {self.device} at step {s.step + 1}",
-                                help="lower micro_batch_size (and raise update_freq to keep the batch), or use a "
-                                     "smaller model") from None
+            s = self._start()
+            try:
+                return self._fit(s)
+            except torch.OutOfMemoryError:
+                raise ResourceError(f"a training step ran out of memory on {self.device} at step {s.step + 1}",
+                                    help="lower micro_batch_size (and raise update_freq to keep the batch), or "
+                                         "use a smaller model") from None
+        finally:
+            self.par.close()
 
     def _fit(self, s: "_Session") -> RunResult:
         try:
@@ -169,13 +185,16 @@ class Trainer:
                 s.skips.add(mixed.skipped)
                 if mixed.batch is not None:
                     task = s.names[mixed.task]
-                    self._accumulate(s.model, mixed.batch.to(self.device), s.losses[task], s.totals, task)
+                    with self.par.sync(s.model, mixed.last_of_update):  # ranks meet once per update
+                        self._accumulate(s.model, mixed.batch.to(self.device), s.losses[task], s.totals, task)
                 if mixed.last_of_update and not self._after_update(s, mixed.update + 1):
                     break
         except KeyboardInterrupt:
             s.interrupted = True
-            if s.step > s.start:
-                self._save(s, s.step)
+            if s.step > s.start and self.par.mode == "fsdp":  # the shards cannot be gathered any more
+                self.log(f"interrupted at step {s.step}; --resume continues from the last saved checkpoint")
+            elif s.step > s.start:
+                self._save(s, s.step, collective=False)
                 self.log(f"interrupted: saved step {s.step}; continue with --resume")
         for name in s.names:
             for epoch in range(1 + max(s.sampler.mixer.epoch)):
@@ -187,15 +206,24 @@ class Trainer:
     def _start(self) -> "_Session":
         """Run directory, model, optimizer and schedule (restored on --resume), data, loader."""
         vocab, config, ckpt = self._prepare_run_dir()
-        torch.manual_seed(self.opts["seed"])
+        if self.par.mode == "fsdp" and self.opts.get("ema"):
+            raise NotSupportedYet("`ema` with `parallel = fsdp`", help="use `parallel = ddp`, or train without ema")
+        self.par.barrier()  # every rank has checked the run directory before rank 0 writes to it
+        torch.manual_seed(self.opts["seed"])  # the same initial weights on every rank
         model = GeneralistModel(ModelConfig(**{**config["model"], "adaptors": tuple(config["model"]["adaptors"])}))
+        opt_state = state = None
+        if ckpt is not None:
+            opt_state, state = read_checkpoint(ckpt, model)
+        if self.par.distributed:  # dropout draws differently on each rank
+            torch.manual_seed(self.opts["seed"] + self.par.rank)
         try:
             model.to(self.device)
         except torch.OutOfMemoryError:
             raise ResourceError(f"a {model.num_parameters() / 1e6:.0f}M-parameter model does not fit on {self.device}",
                                 help="choose a smaller `model { preset }` or fewer layers") from None
+        model = self.par.wrap(model)
         opt, sched = self._optimizer(model)
-        start, mixer_state = self._resume(ckpt, model, opt, sched) if ckpt is not None else (0, None)
+        start, mixer_state = self._resume(ckpt, model, opt, sched, opt_state, state) if ckpt else (0, None)
         train = task_data(self.spec, None, "train", vocab)
         if not train:
             raise NotSupportedYet("a task file without training data", help="give tasks a `train = ...` file")
@@ -204,14 +232,15 @@ class Trainer:
             loader, sampler = build_loader([train[n] for n in names], self._plans(train), policy=self.opts["mixing"],
                                            temperature=self.opts["temperature"], seed=self.opts["seed"],
                                            num_workers=self.opts["num_workers"], updates=self.opts["steps"],
-                                           mixer_state=mixer_state, device=str(self.device))
+                                           rank=self.par.rank, world=self.par.world, mixer_state=mixer_state,
+                                           device=str(self.device))
         except ValueError as err:  # e.g. a dataset smaller than one micro-batch
             raise DataError("E0105", str(err), file=self.spec.source,
                             help="lower the task's micro_batch_size or give it more rows") from None
         if ckpt is None:
             self._write_run_dir(vocab, config)
         model.train()
-        ema = EMA(model, self.opts["ema"]) if self.opts.get("ema") else None
+        ema = EMA(self.par.unwrap(model), self.opts["ema"]) if self.opts.get("ema") else None
         if ema is not None and ckpt is not None:
             ema.load(ckpt)
         return _Session(model, opt, sched, loader, sampler, names, {n: self._loss_spec(n) for n in names}, train,
@@ -225,8 +254,14 @@ class Trainer:
         factor = lr_lambda(self.opts["steps"], self.opts["warmup"], self.opts["schedule"])
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
-    def _resume(self, ckpt: Path, model, opt, sched) -> tuple[int, dict]:
-        state = load_checkpoint(ckpt, model, opt)
+    def _resume(self, ckpt: Path, model, opt, sched, opt_state: dict, state: dict) -> tuple[int, dict]:
+        try:
+            self.par.load_optimizer_state(model, opt, opt_state)
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise CheckpointError("E0113", f"the optimizer state does not fit this model: {err}",
+                                  ckpt / "optimizer.safetensors") from None
+        ranks = state.get("rng_ranks") or []
+        set_rng_state(ranks[self.par.rank] if len(ranks) == self.par.world else state["rng"])
         start = state["step"]
         sched.last_epoch = start  # the schedule continues where it stopped
         for group, base, fn in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
@@ -237,27 +272,43 @@ class Trainer:
 
     def _after_update(self, s: "_Session", step: int) -> bool:
         """Step, log, validate, checkpoint; False to stop early."""
-        self._update(s.model, s.opt, s.sched, s.totals)
+        self._update(s, s.totals)
         if s.ema is not None:
-            s.ema.update(s.model)
+            s.ema.update(self.par.unwrap(s.model))
         s.step = step
         record = self._record(step, s.sched, s.totals, s.t0)
         self._publish(s, record)
         self.log(self._line(record, self.opts["steps"]))
         s.totals, s.t0 = self._zero_totals(), time.perf_counter()
         last = step == self.opts["steps"]
-        if s.valid and (step % self.opts["eval_every"] == 0 or last) and not self._validate_and_track(s, step):
-            return False
+        if s.valid and (step % self.opts["eval_every"] == 0 or last):
+            weights = self._full_weights(s) if self.par.mode == "fsdp" else None
+            go_on = self._validate_and_track(s, step, weights) if self.par.main else None
+            if not self.par.broadcast(go_on):  # rank 0 decides whether training goes on
+                self._save(s, step)
+                return False
         if step % self.opts["save_every"] == 0 or last:
             self._save(s, step)
         return True
 
-    def _validate_and_track(self, s: "_Session", step: int) -> bool:
-        """Validate, keep the best weights, and say whether training should go on (patience)."""
-        with (s.ema.swapped_in(s.model) if s.ema is not None else _null()):  # EMA weights are what is kept
-            record = {"step": step, "valid": self.validate(s.model, s.valid, s.losses, train=s.train)}
+    def _full_weights(self, s: "_Session") -> dict:
+        """FSDP: gather the shards (every rank takes part) into rank 0's unsharded replica."""
+        plain = self.par.unwrap(s.model)
+        weights = self.par.model_state(s.model)
+        if self.par.main:
+            if self._replica is None:
+                self._replica = GeneralistModel(plain.cfg).to(self.device)
+            self._replica.load_state_dict(canonical_weights(self._replica, weights), strict=False)
+        return weights
+
+    def _validate_and_track(self, s: "_Session", step: int, weights: dict | None = None) -> bool:
+        """Validate, keep the best weights, and say whether training should go on (patience).
+        Rank 0 only; under FSDP on the replica `_full_weights` filled."""
+        model = self._replica if weights is not None else self.par.unwrap(s.model)
+        with (s.ema.swapped_in(model) if s.ema is not None else _null()):  # EMA weights are what is kept
+            record = {"step": step, "valid": self.validate(model, s.valid, s.losses, train=s.train)}
             if s.best is None or self._score(record["valid"]) > s.best:
-                save_best(self.run, step, s.model, record)
+                save_best(self.run, step, canonical_weights(model, model.state_dict()), record)
         record["score"] = self._score(record["valid"])
         self._publish(s, record)
         self.log(f"step {step}: valid " + "; ".join(
@@ -267,14 +318,14 @@ class Trainer:
         else:
             s.stale += 1
         if self.opts["patience"] and s.stale >= self.opts["patience"]:
-            self._save(s, step)
             self.log(f"early stop at step {step}: no improvement in {s.stale} validations")
             return False
         return True
 
     def _publish(self, s: "_Session", record: dict) -> None:
         s.history.append(record)
-        self._append_metrics(record)
+        if self.par.main:
+            self._append_metrics(record)
         self.on_record(record)
 
     def _score(self, valid: dict) -> float:
@@ -315,16 +366,31 @@ class Trainer:
         t[0] += nll.detach().sum().item()
         t[1] += n
 
-    def _update(self, model, opt, sched, totals) -> None:
-        scale = 1.0 / max(1, totals["tokens"])
-        for p in model.parameters():
+    def _update(self, s: "_Session", totals: dict) -> None:
+        """One optimizer step.  Each rank's gradients are sums of token losses; DDP / FSDP have
+        averaged them over the ranks, so scaling by world / (all ranks' tokens) gives the
+        gradient of the mean token loss of the whole update, as one process would compute it."""
+        self._sum_over_ranks(s, totals)
+        scale = self.par.world / max(1, totals["tokens"])
+        for p in s.model.parameters():
             if p.grad is not None:
                 p.grad.mul_(scale)
         if self.opts["clip_norm"]:
-            totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), self.opts["clip_norm"]))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+            norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), self.opts["clip_norm"])
+            totals["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        s.opt.step()
+        s.sched.step()
+        s.opt.zero_grad(set_to_none=True)
+
+    def _sum_over_ranks(self, s: "_Session", totals: dict) -> None:
+        """The update's loss and token counts over all ranks (one small all-reduce)."""
+        if not self.par.distributed:
+            return
+        per = [totals["per_task"].get(n, [0.0, 0]) for n in s.names]
+        flat = self.par.all_sum([totals["loss"], totals["nll"], totals["tokens"]] + [x for v in per for x in v])
+        totals["loss"], totals["nll"], totals["tokens"] = flat[0], flat[1], int(flat[2])
+        totals["per_task"] = {n: [flat[3 + 2 * i], int(flat[4 + 2 * i])] for i, n in enumerate(s.names)
+                              if flat[4 + 2 * i] > 0}
 
     def _record(self, step, sched, totals, t0) -> dict:
         seconds = time.perf_counter() - t0
@@ -344,9 +410,23 @@ class Trainer:
         with (self.run / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _save(self, s: "_Session", step: int) -> None:
+    def _save(self, s: "_Session", step: int, collective: bool = True) -> None:
+        """Checkpoint `step`.  Every rank calls it (FSDP gathers shards, each rank's RNG state
+        is kept); rank 0 writes.  `collective=False` (after Ctrl-C, when the other ranks may be
+        gone): rank 0 alone saves what it holds."""
+        plain = self.par.unwrap(s.model)
+        target = s.model if collective else plain
+        weights = self.par.model_state(target)
+        optimizer = self.par.optimizer_state(target, s.opt)
+        rngs = self.par.gather(rng_state()) if collective else []
+        mixer = s.sampler.state_before(step)
+        if not self.par.main:
+            return
         extra = {"ema.safetensors": s.ema.shadow} if s.ema is not None else {}
-        save_checkpoint(self.run, step, s.model, s.opt, {"mixer": s.sampler.state_before(step)}, self.opts["keep_last"],
+        state = {"mixer": mixer, "rng": rng_state(), "world": self.par.world}
+        if len(rngs) > 1:
+            state["rng_ranks"] = rngs
+        save_checkpoint(self.run, step, canonical_weights(plain, weights), optimizer, state, self.opts["keep_last"],
                         extra)
 
     @torch.no_grad()

@@ -204,3 +204,19 @@ def test_too_small_dataset_and_unknown_device_are_diagnostics(tmp_path):
         result = CliRunner().invoke(app, ["run", str(tmp_path / "t.ofa"), "--device", "cuda", "--out",
                                           str(tmp_path / "b")])
         assert result.exit_code == 1 and "error[E0100]" in result.stderr and not (tmp_path / "b").exists()
+
+
+def test_bf16_autocast_follows_the_fp32_loss_curve(tmp_path):
+    """The default precision on bf16 hardware must learn like fp32: same curve, same result."""
+    compiled = make_task_file(tmp_path, steps=40)
+    curves, valid = {}, {}
+    for precision in ("fp32", "bf16"):
+        result = Trainer(compiled, tmp_path, out=tmp_path / precision, precision=precision).fit()
+        curves[precision] = [r["loss"] for r in result.history if "lr" in r]
+        valid[precision] = [r for r in result.history if "valid" in r][-1]["valid"]
+    fp32, bf16 = curves["fp32"], curves["bf16"]
+    assert bf16[-1] < 0.3 * bf16[0]  # it learns
+    assert bf16 == pytest.approx(fp32, rel=0.03)  # step by step, within bf16 rounding
+    for task in ("caption", "middle"):
+        assert valid["bf16"][task]["loss"] == pytest.approx(valid["fp32"][task]["loss"], rel=0.05)
+        assert valid["bf16"][task]["exact_match"] == valid["fp32"][task]["exact_match"]

@@ -1,0 +1,70 @@
+"""Several training processes (`ofac run --nproc 2`, torchrun + gloo on the CPU) train the
+same model as one process with the same global batch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_trainer import make_task_file
+
+
+def ofac_run(*args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "ofac.cli", "run", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def losses(run):
+    return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "lr" in r]
+
+
+def weights(run, step):
+    return load_file(str(run / "checkpoints" / f"step-{step:08d}" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """One process, micro-batches of 8."""
+    root = tmp_path_factory.mktemp("single")
+    make_task_file(root, steps=6, micro_batch_size=8, dropout="0.0")
+    done = ofac_run("t.ofa", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root / "run"
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, single, parallel):
+    # two processes with micro-batches of 4 draw exactly the rows one process draws with 8
+    make_task_file(tmp_path, steps=6, micro_batch_size=4, dropout="0.0")
+    done = ofac_run("t.ofa", "--nproc", 2, "--parallel", parallel, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("finished step 6") == 1  # rank 0 speaks for the run
+    one, two = losses(single), losses(tmp_path / "run")
+    assert len(two) == 6  # one record per step, written once
+    assert two == pytest.approx(one, rel=1e-5)
+    a, b = weights(single, 6), weights(tmp_path / "run", 6)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-3, rtol=1e-3, msg=k)
+    assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").exists()  # rank 0 validated
+    valid = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "valid" in r]
+    assert len(valid) == 1 and set(valid[0]["valid"]) == {"caption", "middle"}
+
+
+def test_a_distributed_run_resumes_with_another_process_count(tmp_path):
+    make_task_file(tmp_path, steps=4, micro_batch_size=4, dropout="0.0")
+    first = ofac_run("t.ofa", "--nproc", 2, "--steps", 4, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-00000004" / "state.json").read_text())
+    assert state["world"] == 2 and len(state["rng_ranks"]) == 2
+    again = ofac_run("t.ofa", "--nproc", 2, cwd=tmp_path)  # no --resume: refused, nothing overwritten
+    assert again.returncode == 1 and "E0117" in again.stderr and again.stderr.count("E0117") == 1
+    more = ofac_run("t.ofa", "--steps", 6, "--resume", cwd=tmp_path)  # one process takes over
+    assert more.returncode == 0, more.stderr
+    assert weights(tmp_path / "run", 6)
