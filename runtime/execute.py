@@ -68,6 +68,8 @@ class TaskRunner:
         self.task, self.vocab, self.split = task, vocab, split
         self._plans: list[_Plan] | None = None  # built on first use: the vocab may come later
         self.targets = tuple(task.get("targets", ()))
+        ops = task.programs[0].ops  # database columns travel to the metric (SQL is executed on them)
+        self.databases = tuple(ops[op.args[0]].get("column") for op in ops if op.op == "preprocess.database")
 
     @property
     def plans(self) -> list["_Plan"]:
@@ -140,6 +142,8 @@ class _Run:
         dec_in, tgt, mask, prefix = target
         meta = {"row": self.where[1], "images": self.images,
                 "targets": {c: self.row.get(c) for c in self.runner.targets}}
+        if self.runner.databases:
+            meta["databases"] = {c: self.row.get(c) for c in self.runner.databases}
         return Sample(self.runner.task.task, encoder, dec_in, tgt, mask, prefix, meta)
 
     # ------------------------------------------------------------------ ops

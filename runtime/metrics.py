@@ -1,5 +1,9 @@
 """Validation metrics, by the name the IR gives a task (`metric`).  Libraries where one fits
-(sacrebleu for BLEU, jiwer for WER); CIDEr-D and IoU are small enough to write here."""
+(sacrebleu for BLEU, jiwer for WER, rouge-score for ROUGE-L, torchmetrics/pycocotools for
+detection mAP, sqlite3 for SQL execution); CIDEr-D has no maintained library without a Java
+dependency, and IoU@0.5 is one line of torchvision.
+
+Each takes (predictions, references) as the postprocess module produces them."""
 from __future__ import annotations
 
 import math
@@ -28,16 +32,16 @@ def wer(preds: list[str], refs: list[str]) -> float:
     return float(jiwer.wer(refs_n, [normalize(p) for p in preds]))
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def iou_acc(preds: list, refs: list, threshold: float = 0.5) -> float:
-    return sum(p is not None and iou(p, r) >= threshold for p, r in zip(preds, refs)) / max(1, len(refs))
+    """The share of examples whose predicted box overlaps the reference with IoU >= 0.5."""
+    import torch
+    from torchvision.ops import box_iou
+
+    hits = 0
+    for p, r in zip(preds, refs):
+        if p is not None:
+            hits += float(box_iou(torch.tensor([p], dtype=torch.float64), torch.tensor([r], dtype=torch.float64))) >= threshold
+    return hits / max(1, len(refs))
 
 
 def cider(preds: list[str], refs: list[str], n: int = 4, sigma: float = 6.0) -> float:
@@ -62,6 +66,45 @@ def cider(preds: list[str], refs: list[str], n: int = 4, sigma: float = 6.0) -> 
     return 10.0 * total / max(1, len(refs))
 
 
+def rouge_l(preds: list[str], refs: list[str]) -> float:
+    """Mean ROUGE-L F1."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    return sum(scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)) / max(1, len(refs))
+
+
+def mean_ap(preds: list[list], refs: list[list]) -> float:
+    """COCO mAP@[.5:.95] of detections: each prediction and reference a list of (box, label);
+    a generated object has score 1 (the sequence carries no per-object confidence)."""
+    import torch
+    from torchmetrics.detection import MeanAveragePrecision
+
+    labels: dict[str, int] = {}
+
+    def target(objs, scored):
+        boxes = torch.tensor([list(b) for b, _ in objs], dtype=torch.float32).reshape(-1, 4)
+        ids = torch.tensor([labels.setdefault(normalize(lab), len(labels)) for _, lab in objs], dtype=torch.long)
+        out = {"boxes": boxes, "labels": ids}
+        if scored:
+            out["scores"] = torch.ones(len(objs))
+        return out
+
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+    metric.update([target(p or [], True) for p in preds], [target(r, False) for r in refs])
+    value = float(metric.compute()["map"])
+    return max(0.0, value)  # -1: no reference objects at all
+
+
+def sql_execution(preds: list[str], refs: list[tuple]) -> float:
+    """Execution accuracy: the predicted SQL returns the same rows as the reference SQL on the
+    example's database (a sqlite file path, or the STRUCT database with its content loaded into
+    an in-memory sqlite).  Rows compare as multisets unless the reference orders them."""
+    from .sql import execution_match
+
+    return sum(execution_match(p, sql, db) for p, (sql, db) in zip(preds, refs)) / max(1, len(refs))
+
+
 METRICS = {"accuracy": accuracy, "exact_match": accuracy, "bleu": bleu, "wer": wer, "cider": cider,
-           "iou_acc": iou_acc}
+           "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap, "sql_execution": sql_execution}
 LOWER_IS_BETTER = {"wer"}

@@ -80,6 +80,29 @@ class Attention(nn.Module):
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, D))  # [B, T, D]
 
+    # -- incremental decoding: keys/values are kept, one new position is computed per step
+
+    def keys_values(self, src):
+        """src [B, S, D] -> k, v [B, H, S, D/H] (a cross-attention's, computed once per source)."""
+        B, S, _ = src.shape
+        return (self.k(src).view(B, S, self.heads, -1).transpose(1, 2),
+                self.v(src).view(B, S, self.heads, -1).transpose(1, 2))
+
+    def cached(self, x, k, v, mask=None, past=None):
+        """Attention of the new positions x [B, T, D] over cached keys/values.  Self-attention:
+        k, v are None and `past` holds the earlier positions' (k, v) or None; the new positions'
+        keys/values are appended and returned.  Cross-attention: k, v given, past None."""
+        B, T, D = x.shape
+        q = self.q(x).view(B, T, self.heads, -1).transpose(1, 2)  # [B, H, T, D/H]
+        causal = False
+        if k is None:  # self-attention: extend the cache
+            k, v = self.keys_values(x)
+            if past is not None:
+                k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # [B, H, t+T, D/H]
+            causal = T > 1  # the first call feeds several positions at once (BOS and forced prefix)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        return self.out(y.transpose(1, 2).reshape(B, T, D)), (k, v)
+
 
 class Block(nn.Module):
     """Pre-LayerNorm transformer block; with `cross`, a decoder block."""
@@ -100,6 +123,13 @@ class Block(nn.Module):
         if self.cross is not None:
             x = x + self.drop(self.cross(self.ln_cross(x), memory=memory, mask=memory_mask))
         return x + self.drop(self.ffn(self.ln2(x)))
+
+    def step(self, x, past, cross_kv, memory_mask):
+        """A decoder block on new positions with cached keys/values (eval mode, no dropout)."""
+        h, present = self.attn.cached(self.ln1(x), None, None, past=past)
+        x = x + h
+        x = x + self.cross.cached(self.ln_cross(x), cross_kv[0], cross_kv[1], mask=memory_mask)[0]
+        return x + self.ffn(self.ln2(x)), present
 
 
 # ------------------------------------------------------------------------------ adaptors
@@ -266,6 +296,23 @@ class GeneralistModel(nn.Module):
         for block in self.decoder:
             x = block(x, memory=memory, memory_mask=memory_mask, causal=True)
         return self.ln_dec(x) @ self.embed.weight.T  # tied output projection, [B, L, V]
+
+    def cross_cache(self, memory) -> list:
+        """Each decoder layer's cross-attention keys/values of the encoder output: computed
+        once per source, reused at every generation step."""
+        return [block.cross.keys_values(memory) for block in self.decoder]
+
+    def decode_step(self, tokens, start: int, past, cross, memory_mask):
+        """Incremental decoding.  tokens [B, T]: the positions start..start+T-1 (T > 1 only on
+        the first call, past None); past: each layer's self-attention (k, v) of the earlier
+        positions, or None; cross: cross_cache(memory).  -> logits [B, T, V], present."""
+        pos = self.dec_pos(torch.arange(start, start + tokens.shape[1], device=tokens.device))
+        x = self.ln_emb(self.embed(tokens) * math.sqrt(self.cfg.d_model) + pos)
+        present = []
+        for i, block in enumerate(self.decoder):
+            x, kv = block.step(x, None if past is None else past[i], cross[i], memory_mask)
+            present.append(kv)
+        return self.ln_dec(x) @ self.embed.weight.T, present
 
     def forward(self, batch):
         memory, mask = self.encode(batch)

@@ -22,8 +22,8 @@ from .distributed import Parallel
 from .errors import DataError, NotSupportedYet, ResourceError
 from .generate import Trie, greedy
 from .metrics import LOWER_IS_BETTER, METRICS
-from .preprocess.box import dequantize, parse_box
 from .model import GeneralistModel, ModelConfig, token_losses
+from .postprocess import References, decode
 from .preview import run_vocab, task_data
 from .spec import as_spec
 from .tokenizer import Vocab
@@ -237,6 +237,9 @@ class Trainer:
         except ValueError as err:  # e.g. a dataset smaller than one micro-batch
             raise DataError("E0105", str(err), file=self.spec.source,
                             help="lower the task's micro_batch_size or give it more rows") from None
+        valid = task_data(self.spec, None, "valid", vocab)
+        for name in valid:  # how each task is scored: a metric that cannot work fails the start
+            self._metric_specs[name] = _MetricSpec(self.spec.task(name), vocab, train.get(name))
         if ckpt is None:
             self._write_run_dir(vocab, config)
         model.train()
@@ -244,7 +247,7 @@ class Trainer:
         if ema is not None and ckpt is not None:
             ema.load(ckpt)
         return _Session(model, opt, sched, loader, sampler, names, {n: self._loss_spec(n) for n in names}, train,
-                        task_data(self.spec, None, "valid", vocab), start=start, step=start, ema=ema)
+                        valid, start=start, step=start, ema=ema)
 
     def _optimizer(self, model):
         decay = [p for p in model.parameters() if p.dim() >= 2]  # no decay on biases and norms
@@ -501,30 +504,23 @@ class _MetricSpec:
         program = task.programs[0]
         (gen,) = program.find("generate")
         (post,) = program.find("postprocess")
-        self.output, self.post = task.get("output"), post
+        self.post = post
         self.max_len, self.min_len = gen.get("max_len", 64), gen.get("min_len", 1)
-        self.targets = [c for c in task.get("targets", ())]
+        self.reference = References(task)
         self.trie = None
         if gen.get("constraint") == "trie":
             answers = list(gen.get("answers") or ())
             if not answers and train is not None:  # the closed set: every training target
-                answers = sorted({str(train.raw(i).get(self.targets[-1])) for i in range(len(train))})
+                column = self.reference.targets[-1]
+                answers = sorted({str(train.raw(i).get(column)) for i in range(len(train))})
             self.trie = Trie(vocab.encode(a) for a in answers)
-        if self.metric is not None and self.output == "box_text":
-            self.metric = None  # detection mAP is computed with inference (issue 5)
+        if self.name == "sql_execution" and not self.reference.databases:
+            raise NotSupportedYet(f"`metric = sql_execution` without a database (task `{task.task}`)",
+                                  help="give the instruction a `[STRUCT:db,preprocess=database]` slot, or choose "
+                                       "another metric")
 
     def postprocess(self, tokens: list[int], meta: dict):
-        if self.output == "box":
-            bins = [self.vocab.bin_index.get(t) for t in tokens[:4]]
-            if len(bins) < 4 or None in bins:
-                return None
-            image = meta["images"][self.post.get("image")]
-            return dequantize(bins, image["size"], self.post.get("bins"), image["orig_size"], image["flipped"])
-        return self.vocab.decode(tokens)
-
-    def reference(self, meta: dict):
-        value = meta["targets"].get(self.targets[-1])
-        return parse_box(value) if self.output == "box" else str(value)
+        return decode(tokens, self.vocab, self.post, meta)
 
 
 class EMA:

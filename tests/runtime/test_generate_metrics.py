@@ -1,6 +1,8 @@
 """Greedy decoding constraints and the validation metrics."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -39,8 +41,77 @@ def test_metrics():
     assert metrics.wer(["three one five"], ["three one four"]) == pytest.approx(1 / 3)
     assert metrics.bleu(["the quick brown fox jumps over the dog"], ["the quick brown fox jumps over the dog"]) == \
         pytest.approx(1.0)
-    assert metrics.iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(1 / 3)
+    assert metrics.iou_acc([[0, 0, 10, 10]], [[5, 0, 15, 10]], threshold=0.33) == 1.0
+    assert metrics.iou_acc([[0, 0, 10, 10]], [[5, 0, 15, 10]], threshold=0.34) == 0.0
     assert metrics.iou_acc([[0, 0, 10, 10], None], [[1, 1, 10, 10], [0, 0, 1, 1]]) == 0.5
     refs = ["a red circle above a square", "two green triangles", "a yellow square on the left"]
     good, bad = metrics.cider(refs, refs), metrics.cider(["a dog", "a dog", "a dog"], refs)
     assert good > 1.0 and bad < 0.05 * good
+
+
+def test_rouge_l():
+    assert metrics.rouge_l(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(1.0)
+    assert metrics.rouge_l(["a cat sat"], ["the cat sat down"]) == pytest.approx(4 / 7)
+    assert metrics.rouge_l(["zebra"], ["the cat"]) == 0.0
+
+
+def test_detection_map():
+    cat, dog = ([10, 10, 50, 50], "cat"), ([60, 60, 90, 95], "dog")
+    assert metrics.mean_ap([[cat, dog]], [[cat, dog]]) == pytest.approx(1.0)
+    assert metrics.mean_ap([[]], [[cat, dog]]) == 0.0
+    swapped = [([10, 10, 50, 50], "dog"), ([60, 60, 90, 95], "cat")]  # right boxes, wrong labels
+    assert metrics.mean_ap([swapped], [[cat, dog]]) == 0.0
+    half = metrics.mean_ap([[cat]], [[cat, dog]])  # one of two classes found
+    assert 0.4 < half < 0.6
+
+
+DB = {"db_id": "zoo", "tables": {"animal": {"name": ["Lion", "tiger", "bear"], "legs": [4, 4, 4], "age": [3, 5, 1]},
+                                 "keeper": ["id", "name"]}}
+
+
+def test_sql_execution_compares_results_not_text():
+    gold = "SELECT name FROM animal WHERE age > 2"
+    refs = [(gold, DB)] * 4
+    preds = ["select name from animal where age >= 3",  # other text, same rows: right
+             "SELECT name FROM animal WHERE age > 4",  # runs, other rows: wrong
+             "SELECT nme FROM animal",  # does not run: wrong
+             "SELECT name FROM animal WHERE age > 2 ORDER BY age DESC"]  # same rows, gold has no order: right
+    assert metrics.sql_execution(preds, refs) == 0.5
+    ordered = ("SELECT name FROM animal ORDER BY age", json.dumps(DB))  # the STRUCT may come as JSON text
+    assert metrics.sql_execution(["SELECT name FROM animal ORDER BY age DESC"], [ordered]) == 0.0
+    assert metrics.sql_execution(["SELECT count(*) FROM keeper"], [("SELECT 0", DB)]) == 1.0  # empty table
+
+
+def test_sql_execution_on_a_sqlite_file_is_read_only(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "shop.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE item (name, price)")
+        conn.executemany("INSERT INTO item VALUES (?, ?)", [("pen", 2), ("book", 12)])
+    gold = ("SELECT name FROM item WHERE price > 5", str(path))
+    assert metrics.sql_execution(["SELECT name FROM item WHERE price >= 12"], [gold]) == 1.0
+    assert metrics.sql_execution(["DELETE FROM item"], [gold]) == 0.0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM item").fetchone() == (2,)  # untouched
+
+
+def test_runaway_query_is_abandoned():
+    big = {"tables": {"t": {"x": list(range(300))}}}
+    assert metrics.sql_execution(["SELECT count(*) FROM t a, t b, t c"], [("SELECT 1", big)]) == 0.0
+
+
+def test_box_text_postprocess_reads_objects_back():
+    from ofac.runtime.postprocess import objects
+    from ofac.runtime.tokenizer import train_vocab, Reserved
+    from ofac import ir
+
+    vocab = train_vocab(["a cat and a dog"] * 20, vocab_size=300, reserved=Reserved(bins=100))
+    post = ir.Op(0, "postprocess.box_text", (), (("bins", 100), ("image", "img")))
+    meta = {"images": {"img": {"size": 99, "orig_size": (198, 99), "flipped": False}}}
+    b = vocab.bin
+    tokens = [b(0), b(0), b(49), b(99)] + vocab.encode("cat") + [b(10), b(20)] + [b(50), b(50), b(99), b(99)] + \
+        vocab.encode("dog")
+    found = objects(tokens, vocab, post, meta)
+    assert [label for _, label in found] == ["cat", "dog"]  # the two stray bins before a box are dropped
+    assert found[0][0] == pytest.approx([0, 0, 98, 99])  # back in the original image's pixels
