@@ -1,6 +1,17 @@
-"""Decoding for validation: batched greedy search with the forced prefix, min/max length and
-the closed-set trie.  (Beam search, sampling and a key/value cache are built with inference.)"""
+"""Generation: one batched loop with a key/value cache for beam search, greedy search (beam
+search with one beam, exactly) and sampling (temperature, top-k, top-p).
+
+Every step feeds one new position per row: the encoder runs once, each decoder layer's
+cross-attention keys/values are computed once per source, and the self-attention cache grows
+by one position per step (rows are reordered with their beams).  Forced prefix tokens (the
+decoder's `no_loss` plain text) are fed, not generated: a row still inside its prefix may only
+take its next prefix token, and it costs no score.  Constraints per row: `min_len` (no EOS
+before), `max_len` (only EOS after), the closed-set trie, `no_repeat_ngram_size`.
+
+Shapes: B examples, K beams (or samples) per example, N = B*K rows, V vocabulary."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -13,10 +24,12 @@ class Trie:
 
     def __init__(self, sequences):
         self.root: dict = {}
+        self.size = 0
         for seq in sequences:
             node = self.root
             for t in list(seq) + [EOS]:
                 node = node.setdefault(t, {})
+            self.size += 1
 
     def allowed(self, prefix) -> list[int]:
         node = self.root
@@ -27,43 +40,207 @@ class Trie:
         return list(node)
 
 
+@dataclass(frozen=True)
+class GenerateConfig:
+    beam: int = 5
+    max_len: int = 64  # generated tokens, EOS not counted
+    min_len: int = 1
+    len_penalty: float = 1.0  # final score = sum of log-probs / (length + 1) ** len_penalty
+    no_repeat_ngram_size: int = 0
+    sampling: bool = False  # `beam` independent samples per example instead of a search
+    top_k: int = 0
+    top_p: float = 1.0
+    temperature: float = 1.0
+    seed: int | None = None  # of the sampling generator
+    trie: Trie | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_op(cls, op, trie: Trie | None = None, **overrides) -> "GenerateConfig":
+        """From an IR `generate.*` op; `overrides` (None values ignored) win."""
+        names = cls.__dataclass_fields__
+        values = {k: v for k, v in op.attrs if k in names and k != "trie"}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("top_p") in (None, 0):
+            values.pop("top_p", None)
+        return cls(trie=trie, **values)
+
+    def with_(self, **changes) -> "GenerateConfig":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # generated, without the forced prefix and EOS
+    score: float  # sum of log-probabilities / (len + 1) ** len_penalty
+    logprob: float  # sum of log-probabilities
+
+
 @torch.no_grad()
+def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[Hypothesis]]:
+    """Per example, its hypotheses best first (`cfg.beam` of them when that many end)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _Search(model, batch, cfg).run()
+    finally:
+        model.train(was_training)
+
+
 def greedy(model, batch, max_len: int = 64, min_len: int = 1, trie: Trie | None = None) -> list[list[int]]:
-    """Generated tokens per example (after its forced prefix, without EOS)."""
-    memory, mask = model.encode(batch)
-    B = len(batch)
-    prefixes = [batch.decoder_input[i, 1:1 + int(batch.prefix[i])].tolist() for i in range(B)]
-    out: list[list[int]] = [[] for _ in range(B)]
-    done = [False] * B
-    for _ in range(max_len + 1):
-        seqs = [[BOS] + prefixes[i] + out[i] for i in range(B)]
-        longest = max(map(len, seqs))
-        toks = torch.full((B, longest), PAD, dtype=torch.long, device=memory.device)
-        for i, s in enumerate(seqs):
-            toks[i, : len(s)] = torch.tensor(s, device=memory.device)
-        logits = model.decode(toks, memory, mask).float()
-        last = logits[torch.arange(B), torch.tensor([len(s) - 1 for s in seqs])]  # [B, V]
-        for i in range(B):
-            if done[i]:
-                continue
-            scores = last[i]
-            if trie is not None:
-                allowed = trie.allowed(out[i])
-                if allowed:
-                    keep = torch.full_like(scores, float("-inf"))
-                    keep[allowed] = scores[allowed]
-                    scores = keep
-            if len(out[i]) < min_len:
-                scores = scores.clone()
-                scores[EOS] = float("-inf")
-            if len(out[i]) >= max_len:
-                done[i] = True
-                continue
-            t = int(scores.argmax())
-            if t == EOS:
-                done[i] = True
+    """The single best continuation per example (beam search with one beam)."""
+    cfg = GenerateConfig(beam=1, max_len=max_len, min_len=min_len, trie=trie)
+    return [hyps[0].tokens if hyps else [] for hyps in generate(model, batch, cfg)]
+
+
+class _Search:
+    def __init__(self, model, batch, cfg: GenerateConfig):
+        self.model, self.cfg = model, cfg
+        memory, mask = model.encode(batch)  # [B, S, D], [B, 1, 1, S]
+        self.B, self.K = memory.shape[0], max(1, cfg.beam)
+        self.N, dev = self.B * self.K, memory.device
+        self.device = dev
+        rows = torch.arange(self.B, device=dev).repeat_interleave(self.K)  # row -> example
+        self.cross = [(k[rows], v[rows]) for k, v in model.cross_cache(memory)]
+        self.mask = mask[rows]
+        # the forced prefix of each row: BOS then the example's no_loss decoder text
+        plen = batch.prefix.to(dev).long()  # [B]
+        width = int(plen.max()) + 1 if len(plen) else 1
+        forced = batch.decoder_input[:, :width].to(dev).clone()  # [B, width]
+        forced[torch.arange(width, device=dev)[None] > plen[:, None]] = PAD
+        self.forced, self.plen = forced[rows], plen[rows]  # [N, width], [N]
+        self.generator = None
+        if cfg.sampling and cfg.seed is not None:
+            self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
+        self.finished: list[list[Hypothesis]] = [[] for _ in range(self.B)]
+        self.done = torch.zeros(self.B, dtype=torch.bool, device=dev)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> list[list[Hypothesis]]:
+        cfg, B, K, N = self.cfg, self.B, self.K, self.N
+        start = 1 + int(self.plen.min())  # positions every row is forced through: fed at once
+        tokens = self.forced[:, :start]  # [N, t]
+        scores = torch.zeros(B, K, device=self.device)
+        if not cfg.sampling:
+            scores[:, 1:] = float("-inf")  # the K beams start as one
+        generated = torch.zeros(N, dtype=torch.long, device=self.device)  # tokens after the prefix
+        past, inp, pos = None, tokens, 0
+        limit = int(self.plen.max()) + cfg.max_len + 1
+        while tokens.shape[1] <= limit:
+            logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask)
+            pos += inp.shape[1]
+            lp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # [N, V]
+            forced_now = tokens.shape[1] <= self.plen  # the next token is still prefix
+            lp = self.constrain(lp, tokens, generated, forced_now)
+            if cfg.sampling:
+                tok, gain, order = self.sample(lp, scores)
             else:
-                out[i].append(t)
-        if all(done):
-            break
-    return out
+                tok, gain, order = self.search(lp, scores, generated, tokens)
+            scores = gain
+            tokens = torch.cat([tokens[order], tok[:, None]], 1)
+            generated = generated[order] + (~forced_now[order]).long()
+            self.finish(tokens, scores, generated)
+            if bool(self.done.all()):
+                break
+            past = [(k[order], v[order]) for k, v in past]
+            inp = tokens[:, -1:]
+        return [sorted(h, key=lambda x: -x.score)[:K] for h in self.finished]
+
+    def constrain(self, lp, tokens, generated, forced_now):
+        cfg = self.cfg
+        lp[:, PAD] = float("-inf")
+        lp[:, BOS] = float("-inf")
+        if cfg.sampling and cfg.temperature not in (0, 1):
+            lp = torch.log_softmax(lp / cfg.temperature, dim=-1)
+        lp[generated < cfg.min_len, EOS] = float("-inf")
+        over = generated >= cfg.max_len
+        if bool(over.any()):
+            lp[over] = float("-inf")
+            lp[over, EOS] = 0.0
+        if cfg.trie is not None or cfg.no_repeat_ngram_size:
+            self.python_constraints(lp, tokens, generated, forced_now)
+        if bool(forced_now.any()):  # prefix rows take their next prefix token, free of charge
+            nxt = self.forced[forced_now, tokens.shape[1]]
+            rows = forced_now.nonzero().squeeze(1)
+            lp[rows] = float("-inf")
+            lp[rows, nxt] = 0.0
+        return lp
+
+    def python_constraints(self, lp, tokens, generated, forced_now):
+        """The closed-set trie and n-gram blocking, row by row (only when asked for)."""
+        cfg, n = self.cfg, self.cfg.no_repeat_ngram_size
+        hist = tokens.tolist()
+        gen = generated.tolist()
+        for r in range(self.N):
+            if bool(forced_now[r]):
+                continue
+            if cfg.trie is not None:
+                allowed = cfg.trie.allowed(hist[r][len(hist[r]) - gen[r]:])
+                keep = lp[r, allowed].clone()
+                lp[r] = float("-inf")
+                lp[r, allowed or [EOS]] = keep if allowed else 0.0
+            if n and len(hist[r]) >= n:
+                seq = hist[r]
+                tail = tuple(seq[len(seq) - n + 1:])
+                banned = [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == tail]
+                if banned:
+                    lp[r, banned] = float("-inf")
+
+    def search(self, lp, scores, generated, tokens):
+        """Beam step: the 2K best (beam, token) extensions per example; EOS extensions among
+        the K best end hypotheses, the K best others go on."""
+        B, K, V = self.B, self.K, lp.shape[-1]
+        cand = (scores.view(B, K, 1) + lp.view(B, K, V)).view(B, K * V)
+        vals, idx = cand.topk(min(2 * K, K * V), dim=1)  # [B, 2K]
+        beam, tok = idx // V, idx % V
+        eos = tok == EOS
+        ranks = torch.arange(vals.shape[1], device=self.device).expand_as(vals)
+        ended = eos & (ranks < K) & torch.isfinite(vals) & ~self.done[:, None]
+        for b, j in ended.nonzero().tolist():
+            row = b * K + int(beam[b, j])
+            self.end(b, tokens[row], int(generated[row]), float(vals[b, j]))
+        keep = (eos.long() * vals.shape[1] + ranks).argsort(dim=1)[:, :K]  # non-EOS first, by rank
+        vals, beam, tok = vals.gather(1, keep), beam.gather(1, keep), tok.gather(1, keep)
+        vals = torch.where(eos.gather(1, keep), torch.full_like(vals, float("-inf")), vals)
+        order = (torch.arange(B, device=self.device)[:, None] * K + beam).view(-1)
+        return tok.view(-1), vals, order
+
+    def sample(self, lp, scores):
+        """Sampling step: each row draws its next token from the filtered distribution."""
+        cfg = self.cfg
+        if cfg.top_k and cfg.top_k < lp.shape[-1]:
+            kth = lp.topk(cfg.top_k, dim=-1).values[:, -1:]
+            lp = lp.masked_fill(lp < kth, float("-inf"))
+        if cfg.top_p < 1.0:
+            sorted_lp, order = lp.sort(dim=-1, descending=True)
+            mass = sorted_lp.softmax(-1).cumsum(-1)
+            drop = mass - sorted_lp.softmax(-1) > cfg.top_p  # keep the smallest set reaching top_p
+            lp = lp.scatter(1, order, sorted_lp.masked_fill(drop, float("-inf")))
+        probs = torch.softmax(lp, dim=-1)
+        probs = torch.where(torch.isnan(probs), torch.zeros_like(probs), probs)
+        tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        gain = scores.view(-1) + lp.gather(1, tok[:, None]).squeeze(1)
+        order = torch.arange(self.N, device=self.device)
+        return tok, gain.view(self.B, self.K), order
+
+    def finish(self, tokens, scores, generated):
+        """Sampling: a row that drew EOS ends its hypothesis.  Both modes: an example is done
+        when K hypotheses ended or no live beam is left."""
+        if self.cfg.sampling:
+            last = tokens[:, -1]
+            alive = torch.isfinite(scores.view(-1))
+            for r in ((last == EOS) & alive).nonzero().squeeze(1).tolist():
+                b = r // self.K
+                self.end(b, tokens[r, :-1], int(generated[r]) - 1, float(scores.view(-1)[r]))
+                scores.view(-1)[r] = float("-inf")  # this row is spent
+        counts = torch.tensor([len(h) for h in self.finished], device=self.device)
+        live = torch.isfinite(scores).any(dim=1)
+        self.done |= (counts >= self.K) | ~live
+
+    def end(self, b: int, row_tokens, n_generated: int, logprob: float) -> None:
+        if bool(self.done[b]):
+            return
+        seq = row_tokens.tolist()
+        out = seq[len(seq) - n_generated:] if n_generated > 0 else []
+        score = logprob / (n_generated + 1) ** self.cfg.len_penalty
+        self.finished[b].append(Hypothesis(out, score, logprob))

@@ -7,23 +7,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ofac import __version__, ir
 
 from .checkpoint import (CheckpointError, canonical_weights, latest_checkpoint, read_checkpoint, read_json,
                          rng_state, save_best, save_checkpoint, set_rng_state, write_json)
-from .collate import collate
 from .data.dataset import SkipReport, TaskData, column_lengths
 from .data.loader import build_loader
 from .data.mixing import TaskPlan
 from .distributed import Parallel
 from .errors import DataError, NotSupportedYet, ResourceError
-from .generate import Trie, greedy
-from .metrics import LOWER_IS_BETTER, METRICS
+from .evaluate import Scorer, closed_set, evaluate
+from .metrics import LOWER_IS_BETTER
 from .model import GeneralistModel, ModelConfig, token_losses
-from .postprocess import References, decode
 from .preview import run_vocab, task_data
 from .spec import as_spec
 from .tokenizer import Vocab
@@ -102,7 +99,7 @@ class Trainer:
         self.dtype = resolve_precision(opts["precision"], self.device)
         self.log = log or (lambda msg: None)
         self.on_record = on_record or (lambda record: None)  # each step and validation record
-        self._metric_specs: dict[str, _MetricSpec] = {}
+        self._scorers: dict[str, Scorer] = {}
         self.par = Parallel()  # joined in fit(), when torchrun started this process
         self._replica = None  # rank 0's unsharded copy of an FSDP model, for validation
 
@@ -110,7 +107,7 @@ class Trainer:
 
     def _config(self, vocab: Vocab) -> dict:
         cfg = ModelConfig.from_settings(self.spec.model, len(vocab), _adaptors(self.spec.irs))
-        return {"ofac_version": __version__, "model": cfg.to_dict(),
+        return {"ofac_version": __version__, "model": cfg.to_dict(), "model_block": {k: v for k, v in self.spec.model.items() if not isinstance(v, tuple)},
                 "tasks": [t.name for t in self.spec.tasks], "source": self.spec.source,
                 "train": {k: v for k, v in self.opts.items() if not isinstance(v, tuple)}}
 
@@ -138,7 +135,7 @@ class Trainer:
         vocab = Vocab(Tokenizer.from_str(text))
         return vocab, self._config(vocab), None
 
-    def _write_run_dir(self, vocab: Vocab, config: dict) -> None:
+    def _write_run_dir(self, vocab: Vocab, config: dict, answers: dict[str, list[str]]) -> None:
         """Written only once the whole setup has succeeded: a failed start leaves nothing."""
         if not self.par.main:
             return
@@ -146,6 +143,7 @@ class Trainer:
         vocab.save(self.run / ".tokenizer.json.tmp")
         (self.run / ".tokenizer.json.tmp").replace(self.run / "tokenizer.json")
         write_json(self.run / "programs.json", [ir.to_json(t) for t in self.spec.irs])
+        write_json(self.run / "answers.json", answers)  # closed sets, for inference
         write_json(self.run / "config.json", config)
 
     def _plans(self, datas: dict[str, TaskData]) -> list[TaskPlan]:
@@ -238,10 +236,11 @@ class Trainer:
             raise DataError("E0105", str(err), file=self.spec.source,
                             help="lower the task's micro_batch_size or give it more rows") from None
         valid = task_data(self.spec, None, "valid", vocab)
+        answers = {n: closed_set(self.spec.task(n), train.get(n)) for n in names}
         for name in valid:  # how each task is scored: a metric that cannot work fails the start
-            self._metric_specs[name] = _MetricSpec(self.spec.task(name), vocab, train.get(name))
+            self._scorers[name] = Scorer(self.spec.task(name), vocab, answers.get(name))
         if ckpt is None:
-            self._write_run_dir(vocab, config)
+            self._write_run_dir(vocab, config, {n: a for n, a in answers.items() if a is not None})
         model.train()
         ema = EMA(self.par.unwrap(model), self.opts["ema"]) if self.opts.get("ema") else None
         if ema is not None and ckpt is not None:
@@ -432,39 +431,16 @@ class Trainer:
         save_checkpoint(self.run, step, canonical_weights(plain, weights), optimizer, state, self.opts["keep_last"],
                         extra)
 
-    @torch.no_grad()
     def validate(self, model, valid: dict[str, TaskData], losses=None, batch_size: int = 16,
                  train: dict[str, TaskData] | None = None) -> dict:
         """Per task on its whole valid split: teacher-forced loss and token accuracy, and the
-        task's metric on greedy decoding (closed-set tasks decode through their answer trie)."""
-        model.eval()
+        task's metric on outputs generated as its IR says (runtime/evaluate.py)."""
         out = {}
         for name, data in valid.items():
-            if name not in self._metric_specs:  # once per run: a closed-set trie may read every train row
-                self._metric_specs[name] = _MetricSpec(self.spec.task(name), data.runner.vocab,
-                                                       train.get(name) if train else None)
-            spec = self._metric_specs[name]
-            nll = correct = tokens = 0.0
-            preds, refs = [], []
-            for lo in range(0, len(data), batch_size):
-                samples = [data.sample(i, np.random.default_rng((0, i))) for i in range(lo, min(lo + batch_size,
-                                                                                                len(data)))]
-                samples = [s for s in samples if hasattr(s, "encoder")]
-                if not samples:
-                    continue
-                batch = collate(samples).to(self.device)
-                logits = model(batch)
-                mask = batch.loss_mask
-                nll += float(token_losses(logits, batch.target, mask)[1].sum())
-                correct += float((logits.argmax(-1) == batch.target)[mask].sum())
-                tokens += float(mask.sum())
-                if spec.metric is not None:
-                    generated = greedy(model, batch, spec.max_len, spec.min_len, spec.trie)
-                    preds += [spec.postprocess(g, m) for g, m in zip(generated, batch.meta)]
-                    refs += [spec.reference(m) for m in batch.meta]
-            out[name] = {"loss": nll / max(tokens, 1), "token_accuracy": correct / max(tokens, 1)}
-            if spec.metric is not None and refs:
-                out[name][spec.name] = METRICS[spec.name](preds, refs)
+            if name not in self._scorers:  # once per run: a closed-set trie may read every train row
+                task = self.spec.task(name)
+                self._scorers[name] = Scorer(task, data.runner.vocab, closed_set(task, (train or {}).get(name)))
+            out[name] = evaluate(model, data, self._scorers[name], self.device, batch_size).scores
         model.train()
         return out
 
@@ -492,35 +468,6 @@ class _Session:
     stale: int = 0
     interrupted: bool = False
     ema: "EMA | None" = None
-
-
-class _MetricSpec:
-    """How one task is decoded and scored, read from its IR."""
-
-    def __init__(self, task, vocab, train: TaskData | None):
-        self.vocab = vocab
-        self.name = task.get("metric")
-        self.metric = METRICS.get(self.name)
-        program = task.programs[0]
-        (gen,) = program.find("generate")
-        (post,) = program.find("postprocess")
-        self.post = post
-        self.max_len, self.min_len = gen.get("max_len", 64), gen.get("min_len", 1)
-        self.reference = References(task)
-        self.trie = None
-        if gen.get("constraint") == "trie":
-            answers = list(gen.get("answers") or ())
-            if not answers and train is not None:  # the closed set: every training target
-                column = self.reference.targets[-1]
-                answers = sorted({str(train.raw(i).get(column)) for i in range(len(train))})
-            self.trie = Trie(vocab.encode(a) for a in answers)
-        if self.name == "sql_execution" and not self.reference.databases:
-            raise NotSupportedYet(f"`metric = sql_execution` without a database (task `{task.task}`)",
-                                  help="give the instruction a `[STRUCT:db,preprocess=database]` slot, or choose "
-                                       "another metric")
-
-    def postprocess(self, tokens: list[int], meta: dict):
-        return decode(tokens, self.vocab, self.post, meta)
 
 
 class EMA:

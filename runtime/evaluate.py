@@ -1,0 +1,106 @@
+"""Scoring a model on a task's rows: the one code path of the trainer's validation, `ofac eval`
+and the Python API, so all three give the same number on the same split.
+
+Per task: the teacher-forced loss and token accuracy, and the task's metric on outputs
+generated as the task's IR says (`generate.*` op: beam, lengths, closed-set trie), turned back
+into text / boxes / objects by its `postprocess.*` op."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ofac import ir
+
+from .collate import collate
+from .data.dataset import TaskData
+from .errors import NotSupportedYet
+from .generate import GenerateConfig, Hypothesis, Trie, generate
+from .metrics import METRICS
+from .model import token_losses
+from .postprocess import References, decode
+
+
+def closed_set(task: ir.TaskIR, train: TaskData | None) -> list[str] | None:
+    """The candidate answers of a closed-set task: its `answers`, else every training target;
+    None for an open task."""
+    (gen,) = task.programs[0].find("generate")
+    if gen.get("constraint") != "trie":
+        return None
+    answers = list(gen.get("answers") or ())
+    if not answers and train is not None:
+        column = list(task.get("targets", ()))[-1]
+        answers = sorted({str(train.raw(i).get(column)) for i in range(len(train))})
+    return answers
+
+
+class Scorer:
+    """How one task is decoded and scored, read from its IR."""
+
+    def __init__(self, task: ir.TaskIR, vocab, answers: list[str] | None = None, **generation):
+        self.task, self.vocab = task, vocab
+        self.name = task.get("metric")
+        self.metric = METRICS.get(self.name)
+        program = task.programs[0]
+        (gen,) = program.find("generate")
+        (self.post,) = program.find("postprocess")
+        self.reference = References(task)
+        trie = Trie(vocab.encode(a) for a in answers) if answers else None
+        self.generation = GenerateConfig.from_op(gen, trie, **generation)
+        if self.name == "sql_execution" and not self.reference.databases:
+            raise NotSupportedYet(f"`metric = sql_execution` without a database (task `{task.task}`)",
+                                  help="give the instruction a `[STRUCT:db,preprocess=database]` slot, or choose "
+                                       "another metric")
+
+    def output(self, tokens: list[int], meta: dict):
+        return decode(tokens, self.vocab, self.post, meta)
+
+
+@dataclass
+class Evaluation:
+    scores: dict
+    predictions: list[dict] = field(default_factory=list)  # per row: row, prediction, reference, score
+
+
+def samples_of(data: TaskData, lo: int, hi: int) -> list:
+    """Rows lo..hi-1 as samples; rows skipped by `on_error = skip` drop out."""
+    out = [data.sample(i, np.random.default_rng((0, i))) for i in range(lo, hi)]
+    return [s for s in out if hasattr(s, "encoder")]
+
+
+@torch.no_grad()
+def evaluate(model, data: TaskData, scorer: Scorer, device, batch_size: int = 16, keep: bool = False,
+             progress=None) -> Evaluation:
+    """Score `model` on every row of `data`.  `keep`: also return each row's prediction;
+    `progress(n)`: called with the number of rows done after each batch."""
+    model.eval()
+    nll = correct = tokens = 0.0
+    preds, refs, rows = [], [], []
+    for lo in range(0, len(data), batch_size):
+        samples = samples_of(data, lo, min(lo + batch_size, len(data)))
+        if samples:
+            batch = collate(samples).to(device)
+            logits = model(batch)
+            mask = batch.loss_mask
+            nll += float(token_losses(logits, batch.target, mask)[1].sum())
+            correct += float((logits.argmax(-1) == batch.target)[mask].sum())
+            tokens += float(mask.sum())
+            if scorer.metric is not None or keep:
+                hyps = generate(model, batch, scorer.generation)
+                for h, meta in zip(hyps, batch.meta):
+                    best = h[0] if h else Hypothesis([], float("-inf"), float("-inf"))
+                    preds.append(scorer.output(best.tokens, meta))
+                    refs.append(scorer.reference(meta))
+                    rows.append((meta["row"], best.score))
+        if progress is not None:
+            progress(min(lo + batch_size, len(data)))
+    scores = {"loss": nll / max(tokens, 1), "token_accuracy": correct / max(tokens, 1)}
+    if scorer.metric is not None and refs:
+        scores[scorer.name] = float(scorer.metric(preds, refs))
+    predictions = []
+    if keep:
+        for (row, score), p, r in zip(rows, preds, refs):
+            reference = r[0] if scorer.name == "sql_execution" else r
+            predictions.append({"row": row, "prediction": p, "reference": reference, "score": score})
+    return Evaluation(scores, predictions)

@@ -1,0 +1,172 @@
+"""The generation loop: the key/value cache, beam search, greedy, sampling, constraints."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import lower
+from ofac.runtime.collate import collate
+from ofac.runtime.execute import TaskRunner
+from ofac.runtime.generate import GenerateConfig, Trie, generate, greedy
+from ofac.runtime.model import GeneralistModel, ModelConfig
+from ofac.runtime.tokenizer import BOS, EOS, PAD
+
+
+def small_model(vocab, seed=0):
+    torch.manual_seed(seed)
+    return GeneralistModel(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
+                                       decoder_layers=2, heads=2, dropout=0.0)).eval()
+
+
+def batch_of(vocab, instruction, rows):
+    runner = TaskRunner(lower(instruction), vocab, "test")
+    rng = np.random.default_rng(0)
+    return collate([runner(r, rng) for r in rows])
+
+
+SOURCES = [{"s": "the quick brown fox"}, {"s": "a red circle"}, {"s": "what is said"}]
+
+
+def test_the_cache_gives_the_logits_of_the_full_decoder(vocab):
+    model = small_model(vocab)
+    batch = batch_of(vocab, "[TEXT:s] -> [TEXT:t]", SOURCES)
+    memory, mask = model.encode(batch)
+    tokens = torch.randint(4, len(vocab), (3, 7))
+    tokens[:, 0] = BOS
+    full = model.decode(tokens, memory, mask)
+    cross = model.cross_cache(memory)
+    logits, past = model.decode_step(tokens[:, :3], 0, None, cross, mask)  # a prefix at once, then steps
+    steps = [logits]
+    for t in range(3, 7):
+        logits, past = model.decode_step(tokens[:, t:t + 1], t, past, cross, mask)
+        steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
+
+
+def reference_greedy(model, batch, max_len):
+    """Greedy decoding without a cache: the whole decoder recomputed every step."""
+    memory, mask = model.encode(batch)
+    out = []
+    for i in range(len(batch)):
+        seq = [BOS] + batch.decoder_input[i, 1:1 + int(batch.prefix[i])].tolist()
+        gen = []
+        for _ in range(max_len + 1):
+            logits = model.decode(torch.tensor([seq]), memory[i:i + 1], mask[i:i + 1])[0, -1]
+            logits[[PAD, BOS]] = -math.inf
+            if not gen:
+                logits[EOS] = -math.inf  # min_len 1
+            if len(gen) == max_len:
+                break
+            t = int(logits.argmax())
+            if t == EOS:
+                break
+            gen.append(t)
+            seq.append(t)
+        out.append(gen)
+    return out
+
+
+@pytest.mark.parametrize("instruction", ["[TEXT:s] -> [TEXT:t]", "[TEXT:s] -> answer: [TEXT:t]",
+                                         "[TEXT:s] -> [TEXT:p,no_loss] then [TEXT:t]"])
+def test_beam_one_is_greedy(vocab, instruction):
+    model = small_model(vocab, seed=1)
+    rows = [{**r, "p": "a longer forced prefix" if i == 1 else "x"} for i, r in enumerate(SOURCES)]
+    batch = batch_of(vocab, instruction, rows)
+    expected = reference_greedy(model, batch, 12)
+    assert greedy(model, batch, max_len=12) == expected
+    one = generate(model, batch, GenerateConfig(beam=1, max_len=12))
+    assert [h[0].tokens for h in one] == expected
+
+
+class KnownLogits(torch.nn.Module):
+    """A 'model' whose next-token log-probabilities depend only on the previous token, from a
+    table: beam search over it has a known answer."""
+
+    def __init__(self, table: dict[int, dict[int, float]], vocab_size: int):
+        super().__init__()
+        self.table, self.V = table, vocab_size
+
+    def encode(self, batch):
+        return torch.zeros(len(batch), 1, 4), torch.ones(len(batch), 1, 1, 1, dtype=torch.bool)
+
+    def cross_cache(self, memory):
+        return [(memory[:, None], memory[:, None])]
+
+    def decode_step(self, tokens, start, past, cross, mask):
+        logits = torch.full((tokens.shape[0], tokens.shape[1], self.V), -1e9)
+        for r in range(tokens.shape[0]):
+            for t, prev in enumerate(tokens[r].tolist()):
+                for nxt, p in self.table.get(prev, {EOS: 1.0}).items():
+                    logits[r, t, nxt] = math.log(p)
+        return logits, [(torch.zeros(tokens.shape[0], 1, 1, 1),) * 2]
+
+
+class OneSource:
+    def __len__(self):
+        return 1
+    prefix = torch.tensor([0])
+    decoder_input = torch.tensor([[BOS]])
+
+
+def test_beam_search_finds_the_best_sequence_greedy_misses():
+    A, B, C, D = 10, 11, 12, 13
+    # greedy takes A (0.6) then faces a near-flat split; B (0.4) leads to C with 0.95
+    table = {BOS: {A: 0.6, B: 0.4}, A: {C: 0.34, D: 0.33, EOS: 0.33}, B: {C: 0.95, EOS: 0.05},
+             C: {EOS: 1.0}, D: {EOS: 1.0}}
+    model = KnownLogits(table, 20)
+    assert greedy(model, OneSource(), max_len=5) == [[A, C]]  # 0.6 * 0.34
+    hyps = generate(model, OneSource(), GenerateConfig(beam=3, max_len=5, len_penalty=0.0))[0]
+    assert hyps[0].tokens == [B, C]
+    assert hyps[0].logprob == pytest.approx(math.log(0.4 * 0.95), abs=1e-5)
+    assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    assert {tuple(h.tokens) for h in hyps} <= {(B, C), (A, C), (A, D), (A,), (B,)}
+
+
+def test_length_penalty_and_min_max_length():
+    A = 10
+    table = {BOS: {A: 0.5, EOS: 0.5}, A: {A: 0.9, EOS: 0.1}}
+    model = KnownLogits(table, 20)
+    assert generate(model, OneSource(), GenerateConfig(beam=2, max_len=6, min_len=0))[0][0].tokens == []
+    assert generate(model, OneSource(), GenerateConfig(beam=2, max_len=6, min_len=3, len_penalty=0.0))[0][0].tokens \
+        == [A] * 3
+    # normalized by length, the longer of the two ended hypotheses wins
+    hyps = generate(model, OneSource(), GenerateConfig(beam=2, max_len=6, min_len=3, len_penalty=1.0))[0]
+    assert [h.tokens for h in hyps] == [[A] * 4, [A] * 3]
+    longest = generate(model, OneSource(), GenerateConfig(beam=1, max_len=4, min_len=4))[0][0]
+    assert longest.tokens == [A] * 4  # EOS is forced at max_len
+
+
+def test_no_repeat_ngram_blocks_repeats():
+    A, B = 10, 11
+    table = {BOS: {A: 0.9, B: 0.1}, A: {A: 0.9, B: 0.1}, B: {A: 0.9, B: 0.1}}
+    model = KnownLogits(table, 20)
+    out = generate(model, OneSource(), GenerateConfig(beam=1, max_len=6, no_repeat_ngram_size=2))[0][0].tokens
+    grams = [tuple(out[i:i + 2]) for i in range(len(out) - 1)]
+    assert out[:4] == [A, A, B, A]  # A A is used, A B is used: then both continuations of A are blocked
+    assert len(grams) == len(set(grams))
+
+
+def test_closed_set_never_leaves_the_set(vocab):
+    answers = [vocab.encode(a) for a in ("yes", "no", "the quick brown fox", "a red circle above a blue square")]
+    for seed in range(4):
+        model = small_model(vocab, seed=seed)
+        batch = batch_of(vocab, "[TEXT:s] -> [TEXT:t,closed_set]", SOURCES)
+        for beam in (1, 3, 5):
+            for hyps in generate(model, batch, GenerateConfig(beam=beam, max_len=10, trie=Trie(answers))):
+                assert hyps and all(h.tokens in answers for h in hyps)
+                assert len(hyps) == min(beam, len(answers))
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(vocab):
+    model = small_model(vocab, seed=2)
+    batch = batch_of(vocab, "[TEXT:s] -> [TEXT:t]", SOURCES)
+    one = generate(model, batch, GenerateConfig(beam=1, sampling=True, top_k=1, max_len=8, seed=0))
+    assert [h[0].tokens for h in one] == greedy(model, batch, max_len=8)
+    cfg = GenerateConfig(beam=4, sampling=True, temperature=1.5, top_p=0.9, max_len=8, seed=7)
+    a, b = generate(model, batch, cfg), generate(model, batch, cfg)
+    assert [[h.tokens for h in x] for x in a] == [[h.tokens for h in x] for x in b]
+    assert all(len(x) == 4 for x in a)
+    assert len({tuple(h.tokens) for x in a for h in x}) > 3  # samples differ
