@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .compiler import compile_instruction
+from .compiler import load as load_task_file
 from .diagnostics import CompileError
 from .settings import MODEL, TASK, TRAIN, coerce
 
@@ -83,3 +84,22 @@ class Trainer:
         result = RunTrainer(spec, resume=resume, log=print).fit()
         model.run_dir = result.run_dir
         return result
+
+
+class OFASys:
+    """The OFASys hub API: `OFASys.from_pretrained(run_dir)` loads a trained generalist model
+    (needs torch; `import ofac` alone does not)."""
+
+    @staticmethod
+    def from_pretrained(run_dir: str | Path, checkpoint: str = "best", device: str | None = None):
+        from .runtime.inference import OFASys as Loaded
+
+        return Loaded.from_pretrained(run_dir, checkpoint, device)
+
+
+def load(path: str | Path, **options):
+    """A run directory -> the trained model (`OFASys.from_pretrained(path, **options)`); a `.ofa`
+    task file -> its compilation (raises CompileError carrying every diagnostic)."""
+    if Path(path).is_dir():
+        return OFASys.from_pretrained(path, **options)
+    return load_task_file(path)

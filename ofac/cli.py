@@ -238,6 +238,151 @@ def run(
     raise typer.Exit(130 if result.interrupted else 0)
 
 
+def _progress(console: Console, total: int, what: str):
+    """A rich progress bar on stderr for `total` rows (a no-op callable for short inputs)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    if total < 32:
+        return None, lambda n: None
+    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=console, transient=True)
+    job = bar.add_task(what, total=total)
+    return bar, lambda n: bar.update(job, completed=n)
+
+
+def _parse_data(items: list[str]) -> dict:
+    row = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"`{item}` is not COLUMN=VALUE", param_hint="--data")
+        key, value = item.split("=", 1)
+        row[key.strip()] = value
+    return row
+
+
+InferFormat = _choices("InferFormat", ("text", "json"))
+
+
+@app.command()
+def infer(
+    run_dir: Path = typer.Argument(..., help="A run directory (written by `ofac run`)."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Answer this trained task.", show_default=False),
+    instruction: Optional[str] = typer.Option(None, "--instruction", "-i", help="Answer this instruction.",
+                                              show_default=False),
+    data: List[str] = typer.Option([], "--data", "-d", help="COLUMN=VALUE of one row (repeatable); media "
+                                   "values are paths."),
+    input: Optional[Path] = typer.Option(None, "--input", help="Rows to answer (JSONL, CSV, TSV, Parquet).",
+                                         show_default=False),
+    beam: Optional[int] = typer.Option(None, "--beam", min=1, help="Beam size (default: the task's).",
+                                       show_default=False),
+    max_len: Optional[int] = typer.Option(None, "--max-len", min=1, show_default=False),
+    min_len: Optional[int] = typer.Option(None, "--min-len", min=0, show_default=False),
+    sampling: bool = typer.Option(False, "--sampling", help="Sample instead of searching."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=0, show_default=False),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, show_default=False),
+    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, show_default=False),
+    closed_set: List[str] = typer.Option([], "--closed-set", help="Allowed answer (repeatable)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint folder."),
+    device: Optional[Device] = typer.Option(None, "--device", show_default=False),
+    format: InferFormat = typer.Option("text", "--format", "-f", help="text, or one JSON object per row."),
+    save_box: Optional[Path] = typer.Option(None, "--save-box", help="Draw the predicted boxes on the input "
+                                            "image (one row), or into this folder (--input).", show_default=False),
+) -> None:
+    """Answer a trained task or a new instruction for one row (--data) or a file of rows (--input)."""
+    err = _console(stderr=True)
+    if (task is None) == (instruction is None):
+        raise typer.BadParameter("give exactly one of --task NAME and --instruction TEXT", param_hint="--task")
+    if bool(data) == (input is not None):
+        raise typer.BadParameter("give the row with --data COLUMN=VALUE ..., or rows with --input FILE",
+                                 param_hint="--data")
+    from ofac.runtime.errors import RunError
+    from ofac.runtime.inference import InferenceError, OFASys, read_rows
+
+    try:
+        system = OFASys.from_pretrained(run_dir, checkpoint, device.value if device else None)
+        rows = [_parse_data(data)] if data else read_rows(input)
+        base = input.parent if input is not None else Path.cwd()
+        bar, report = _progress(err, len(rows), "answering")
+        if bar is not None:
+            bar.start()
+        try:
+            outputs = system.inference(task or instruction, rows, beam_size=beam, max_len=max_len, min_len=min_len,
+                                       sampling=sampling or None, top_k=top_k, top_p=top_p, temperature=temperature,
+                                       closed_set=closed_set or None, base_dir=base, progress=report)
+        finally:
+            if bar is not None:
+                bar.stop()
+    except InferenceError as e:
+        _print_diags(e.diagnostics, err)
+        raise typer.Exit(1)
+    except RunError as e:
+        _print_diags([e.diagnostic], err)
+        raise typer.Exit(1)
+    for k, o in enumerate(outputs):
+        if format.value == "json":
+            print(json.dumps(o.to_dict()))
+        else:
+            shown = o.text if o.text is not None else ""
+            if o.boxes:
+                shown = "; ".join(f"{lab + ' ' if lab else ''}[{', '.join(f'{c:.1f}' for c in b)}]"
+                                  for b, lab in zip(o.boxes, o.labels or [""] * len(o.boxes)))
+            print(shown)
+        if save_box is not None:
+            target = save_box if len(outputs) == 1 and input is None else save_box / f"{k}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                o.save_box(target)
+            except ValueError as e:
+                err.print(f"error: {e}", style="bold red", highlight=False)
+                raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Path = typer.Argument(..., help="A run directory (written by `ofac run`)."),
+    file: Optional[Path] = typer.Argument(None, help="Task file with the data (default: the run's own).",
+                                          show_default=False),
+    split: Split = typer.Option("valid", "--split", "-s", help="Which data split to score."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint folder."),
+    device: Optional[Device] = typer.Option(None, "--device", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the predictions (default "
+                                       "RUN_DIR/eval/SPLIT).", show_default=False),
+    format: InferFormat = typer.Option("text", "--format", "-f", help="text (a table) or json."),
+) -> None:
+    """Score a trained model on each task's split with its metric; write every prediction to JSONL."""
+    err = _console(stderr=True)
+    from ofac.runtime.errors import RunError
+    from ofac.runtime.inference import InferenceError, evaluate_run
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=err, transient=True)
+    job = bar.add_task("evaluating", total=None)
+    try:
+        with bar:
+            results = evaluate_run(run_dir, file, split.value, checkpoint, device.value if device else None, out,
+                                   progress=lambda done, total: bar.update(job, completed=done, total=total))
+    except InferenceError as e:
+        _print_diags(e.diagnostics, err)
+        raise typer.Exit(1)
+    except RunError as e:
+        _print_diags([e.diagnostic], err)
+        raise typer.Exit(1)
+    if format.value == "json":
+        print(json.dumps(results, indent=1))
+    else:
+        from rich.table import Table
+
+        table = Table("task", "metric", "value", "loss", "token accuracy", show_edge=False, pad_edge=False)
+        for name, r in results.items():
+            metric = next((k for k in r if k not in ("loss", "token_accuracy")), None)
+            table.add_row(name, metric or "-", f"{r[metric]:.4f}" if metric else "-", f"{r['loss']:.4f}",
+                          f"{r['token_accuracy']:.4f}")
+        _console().print(table)
+    err.print(f"predictions: {out or run_dir / 'eval' / split.value}/<task>.jsonl")
+
+
 @app.command()
 def plot(
     run_dir: Path = typer.Argument(..., help="A run directory (with metrics.jsonl)."),

@@ -68,4 +68,5 @@ RUNTIME_CODES = {
     "E0115": "--resume without a checkpoint",
     "E0116": "--resume with another configuration",
     "E0117": "a new run in a directory that already holds one",
+    "E0118": "an instruction the checkpoint cannot serve (an input it has no adaptor for)",
 }

@@ -73,7 +73,7 @@ def compile_file(path: str | Path, check_data: bool = True,
     return compile_source(text, str(path), path.parent, check_data, lower)
 
 
-def load(path: str | Path) -> CompiledFile:
+def load(path: str | Path) -> CompiledFile:  # `ofac.load` also opens run directories (api.load)
     """Compile a task file or raise CompileError carrying every diagnostic."""
     compiled, diags = compile_file(path)
     if compiled is None:

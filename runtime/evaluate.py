@@ -48,6 +48,8 @@ class Scorer:
         self.reference = References(task)
         trie = Trie(vocab.encode(a) for a in answers) if answers else None
         self.generation = GenerateConfig.from_op(gen, trie, **generation)
+        if task.get("output") == "box":  # a box is four bin tokens: nothing else may be generated
+            self.generation = self.generation.with_(vocabulary=tuple(vocab.bin_ids))
         if self.name == "sql_execution" and not self.reference.databases:
             raise NotSupportedYet(f"`metric = sql_execution` without a database (task `{task.task}`)",
                                   help="give the instruction a `[STRUCT:db,preprocess=database]` slot, or choose "

@@ -53,12 +53,13 @@ class GenerateConfig:
     temperature: float = 1.0
     seed: int | None = None  # of the sampling generator
     trie: Trie | None = field(default=None, compare=False)
+    vocabulary: tuple[int, ...] | None = None  # the only tokens to generate (a box: its bin tokens), EOS aside
 
     @classmethod
     def from_op(cls, op, trie: Trie | None = None, **overrides) -> "GenerateConfig":
         """From an IR `generate.*` op; `overrides` (None values ignored) win."""
         names = cls.__dataclass_fields__
-        values = {k: v for k, v in op.attrs if k in names and k != "trie"}
+        values = {k: v for k, v in op.attrs if k in names and k not in ("trie", "vocabulary")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("top_p") in (None, 0):
             values.pop("top_p", None)
@@ -111,6 +112,11 @@ class _Search:
         self.generator = None
         if cfg.sampling and cfg.seed is not None:
             self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
+        self.banned = None  # [V] True for tokens outside cfg.vocabulary
+        if cfg.vocabulary is not None:
+            V = model.embed.num_embeddings
+            self.banned = torch.ones(V, dtype=torch.bool, device=dev)
+            self.banned[list(cfg.vocabulary) + [EOS]] = False
         self.finished: list[list[Hypothesis]] = [[] for _ in range(self.B)]
         self.done = torch.zeros(self.B, dtype=torch.bool, device=dev)
 
@@ -150,6 +156,8 @@ class _Search:
         cfg = self.cfg
         lp[:, PAD] = float("-inf")
         lp[:, BOS] = float("-inf")
+        if self.banned is not None:
+            lp[:, self.banned] = float("-inf")
         if cfg.sampling and cfg.temperature not in (0, 1):
             lp = torch.log_softmax(lp / cfg.temperature, dim=-1)
         lp[generated < cfg.min_len, EOS] = float("-inf")

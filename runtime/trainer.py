@@ -108,7 +108,8 @@ class Trainer:
     def _config(self, vocab: Vocab) -> dict:
         cfg = ModelConfig.from_settings(self.spec.model, len(vocab), _adaptors(self.spec.irs))
         return {"ofac_version": __version__, "model": cfg.to_dict(), "model_block": {k: v for k, v in self.spec.model.items() if not isinstance(v, tuple)},
-                "tasks": [t.name for t in self.spec.tasks], "source": self.spec.source,
+                "tasks": [t.name for t in self.spec.tasks],
+                "source": str(Path(self.spec.source).resolve()) if Path(self.spec.source).is_file() else self.spec.source,
                 "train": {k: v for k, v in self.opts.items() if not isinstance(v, tuple)}}
 
     def _prepare_run_dir(self) -> tuple[Vocab, dict, Path | None]:

@@ -179,10 +179,8 @@ def open_source(data: Any, columns: Sequence[str] = (), base_dir: Path | None = 
             raise DataError("E0101", f"unknown data format `{path.suffix or path.name}`", file=str(path),
                             help="use .jsonl, .csv, .tsv or .parquet")
         return ParquetSource(path) if fmt == "parquet" else FileSource(path, columns)
-    if type(data).__module__.startswith("datasets"):
-        return MemorySource(data, name=f"<{type(data).__name__}>")
-    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-        return MemorySource(data, name=f"<{type(data).__name__}>")
+    if type(data).__module__.startswith("datasets") or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        return MemorySource(data, name=f"<{type(data).__name__}>", base_dir=base_dir)  # media paths: from base_dir
     raise DataError("E0101", f"cannot read a dataset of type {type(data).__name__}",
                     help="pass a path, a list of dicts, a torch Dataset or a datasets.Dataset")
 
