@@ -102,7 +102,10 @@ class _Search:
         self.device = dev
         rows = torch.arange(self.B, device=dev).repeat_interleave(self.K)  # row -> example
         self.cross = [(k[rows], v[rows]) for k, v in model.cross_cache(memory)]
-        self.mask = mask[rows]
+        # an additive mask (0 / -inf) is cheaper for the attention kernel than a boolean one
+        self.mask = torch.zeros(mask[rows].shape, dtype=memory.dtype, device=dev).masked_fill_(~mask[rows],
+                                                                                             float("-inf"))
+        self.pack = model.pack_decoder() if hasattr(model, "pack_decoder") else None
         # the forced prefix of each row: BOS then the example's no_loss decoder text
         plen = batch.prefix.to(dev).long()  # [B]
         width = int(plen.max()) + 1 if len(plen) else 1
@@ -133,7 +136,11 @@ class _Search:
         past, inp, pos = None, tokens, 0
         limit = int(self.plen.max()) + cfg.max_len + 1
         while tokens.shape[1] <= limit:
-            logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask)
+            if self.pack is not None:
+                logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask, last=True,
+                                                      pack=self.pack)
+            else:
+                logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask, last=True)
             pos += inp.shape[1]
             lp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # [N, V]
             forced_now = tokens.shape[1] <= self.plen  # the next token is still prefix
@@ -143,12 +150,14 @@ class _Search:
             else:
                 tok, gain, order = self.search(lp, scores, generated, tokens)
             scores = gain
-            tokens = torch.cat([tokens[order], tok[:, None]], 1)
-            generated = generated[order] + (~forced_now[order]).long()
+            if order is not None:  # beams moved: their histories and caches move with them
+                tokens, generated, forced_now = tokens[order], generated[order], forced_now[order]
+                past = [(k[order], v[order]) for k, v in past]
+            tokens = torch.cat([tokens, tok[:, None]], 1)
+            generated = generated + (~forced_now).long()
             self.finish(tokens, scores, generated)
             if bool(self.done.all()):
                 break
-            past = [(k[order], v[order]) for k, v in past]
             inp = tokens[:, -1:]
         return [sorted(h, key=lambda x: -x.score)[:K] for h in self.finished]
 
@@ -196,8 +205,15 @@ class _Search:
 
     def search(self, lp, scores, generated, tokens):
         """Beam step: the 2K best (beam, token) extensions per example; EOS extensions among
-        the K best end hypotheses, the K best others go on."""
+        the K best end hypotheses, the K best others go on.  One beam (greedy): the best token."""
         B, K, V = self.B, self.K, lp.shape[-1]
+        if K == 1:
+            best, tok = lp.max(dim=1)  # [B]
+            vals = scores.view(-1) + best
+            for b in ((tok == EOS) & torch.isfinite(vals) & ~self.done).nonzero().squeeze(1).tolist():
+                self.end(b, tokens[b], int(generated[b]), float(vals[b]))
+            vals = vals.masked_fill(tok == EOS, float("-inf"))  # an ended row has no live beam
+            return tok, vals.view(B, 1), None
         cand = (scores.view(B, K, 1) + lp.view(B, K, V)).view(B, K * V)
         vals, idx = cand.topk(min(2 * K, K * V), dim=1)  # [B, 2K]
         beam, tok = idx // V, idx % V
@@ -210,7 +226,7 @@ class _Search:
         keep = (eos.long() * vals.shape[1] + ranks).argsort(dim=1)[:, :K]  # non-EOS first, by rank
         vals, beam, tok = vals.gather(1, keep), beam.gather(1, keep), tok.gather(1, keep)
         vals = torch.where(eos.gather(1, keep), torch.full_like(vals, float("-inf")), vals)
-        order = (torch.arange(B, device=self.device)[:, None] * K + beam).view(-1)
+        order = None if K == 1 else (torch.arange(B, device=self.device)[:, None] * K + beam).view(-1)
         return tok.view(-1), vals, order
 
     def sample(self, lp, scores):
@@ -228,8 +244,7 @@ class _Search:
         probs = torch.where(torch.isnan(probs), torch.zeros_like(probs), probs)
         tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
         gain = scores.view(-1) + lp.gather(1, tok[:, None]).squeeze(1)
-        order = torch.arange(self.N, device=self.device)
-        return tok, gain.view(self.B, self.K), order
+        return tok, gain.view(self.B, self.K), None  # samples never change rows
 
     def finish(self, tokens, scores, generated):
         """Sampling: a row that drew EOS ends its hypothesis.  Both modes: an example is done

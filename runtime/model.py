@@ -63,45 +63,67 @@ class ModelConfig:
 
 # ------------------------------------------------------------------------------ layers
 
+def linear(layer: nn.Linear, x, pack: dict | None = None):
+    """layer(x).  With a generation `pack` (GeneralistModel.pack_decoder): from the weight
+    transposed once per generation, a matmul layout that is faster for the few rows of a step."""
+    if pack is None:
+        return layer(x)
+    return torch.addmm(layer.bias, x.reshape(-1, x.shape[-1]), pack[layer]).view(*x.shape[:-1], -1)
+
+
 class Attention(nn.Module):
-    def __init__(self, d: int, heads: int, dropout: float):
+    """Multi-head attention.  Self-attention projects queries, keys and values with one fused
+    matrix (`qkv`); cross-attention projects queries from x and keys/values from the memory
+    (`kv`), which generation computes once per source."""
+
+    def __init__(self, d: int, heads: int, dropout: float, cross: bool = False):
         super().__init__()
         self.heads, self.dropout = heads, dropout
-        self.q, self.k, self.v, self.out = (nn.Linear(d, d) for _ in range(4))
+        if cross:
+            self.q, self.kv = nn.Linear(d, d), nn.Linear(d, 2 * d)
+        else:
+            self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+
+    def _split(self, x, n: int):
+        """[B, T, n*D] -> n tensors [B, H, T, D/H]."""
+        B, T, _ = x.shape
+        return x.view(B, T, n, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
     def forward(self, x, memory=None, mask=None, causal=False):
         # x: [B, T, D]; memory: [B, S, D] (cross-attention) or None; mask: [B, 1, 1, S] True = attend
-        src = x if memory is None else memory
         B, T, D = x.shape
-        q = self.q(x).view(B, T, self.heads, -1).transpose(1, 2)  # [B, H, T, D/H]
-        k = self.k(src).view(B, src.shape[1], self.heads, -1).transpose(1, 2)  # [B, H, S, D/H]
-        v = self.v(src).view(B, src.shape[1], self.heads, -1).transpose(1, 2)
+        if memory is None:
+            q, k, v = self._split(self.qkv(x), 3)  # [B, H, T, D/H] each
+        else:
+            (q,) = self._split(self.q(x), 1)
+            k, v = self._split(self.kv(memory), 2)  # [B, H, S, D/H]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, D))  # [B, T, D]
 
     # -- incremental decoding: keys/values are kept, one new position is computed per step
 
-    def keys_values(self, src):
-        """src [B, S, D] -> k, v [B, H, S, D/H] (a cross-attention's, computed once per source)."""
-        B, S, _ = src.shape
-        return (self.k(src).view(B, S, self.heads, -1).transpose(1, 2),
-                self.v(src).view(B, S, self.heads, -1).transpose(1, 2))
+    def keys_values(self, memory):
+        """A cross-attention's keys/values of the memory [B, S, D] -> k, v [B, H, S, D/H]."""
+        return self._split(self.kv(memory), 2)
 
-    def cached(self, x, k, v, mask=None, past=None):
-        """Attention of the new positions x [B, T, D] over cached keys/values.  Self-attention:
-        k, v are None and `past` holds the earlier positions' (k, v) or None; the new positions'
-        keys/values are appended and returned.  Cross-attention: k, v given, past None."""
+    def cached(self, x, past=None, pack=None):
+        """Self-attention of the new positions x [B, T, D] over the earlier positions' cached
+        (k, v) (`past`, None on the first call) and their own; -> output, the extended (k, v)."""
         B, T, D = x.shape
-        q = self.q(x).view(B, T, self.heads, -1).transpose(1, 2)  # [B, H, T, D/H]
-        causal = False
-        if k is None:  # self-attention: extend the cache
-            k, v = self.keys_values(x)
-            if past is not None:
-                k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # [B, H, t+T, D/H]
-            causal = T > 1  # the first call feeds several positions at once (BOS and forced prefix)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-        return self.out(y.transpose(1, 2).reshape(B, T, D)), (k, v)
+        q, k, v = self._split(linear(self.qkv, x, pack), 3)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # [B, H, t+T, D/H]
+        # the first call feeds several positions at once (BOS and the forced prefix): causal
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=past is None and T > 1)
+        return linear(self.out, y.transpose(1, 2).reshape(B, T, D), pack), (k, v)
+
+    def cross_cached(self, x, k, v, mask, pack=None):
+        B, T, D = x.shape
+        (q,) = self._split(linear(self.q, x, pack), 1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return linear(self.out, y.transpose(1, 2).reshape(B, T, D), pack)
 
 
 class Block(nn.Module):
@@ -111,7 +133,7 @@ class Block(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.ln1, self.attn = nn.LayerNorm(d), Attention(d, cfg.heads, cfg.attention_dropout)
-        self.cross = Attention(d, cfg.heads, cfg.attention_dropout) if cross else None
+        self.cross = Attention(d, cfg.heads, cfg.attention_dropout, cross=True) if cross else None
         self.ln_cross = nn.LayerNorm(d) if cross else None
         self.ln2 = nn.LayerNorm(d)
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(), nn.Dropout(cfg.activation_dropout),
@@ -124,12 +146,13 @@ class Block(nn.Module):
             x = x + self.drop(self.cross(self.ln_cross(x), memory=memory, mask=memory_mask))
         return x + self.drop(self.ffn(self.ln2(x)))
 
-    def step(self, x, past, cross_kv, memory_mask):
+    def step(self, x, past, cross_kv, memory_mask, pack=None):
         """A decoder block on new positions with cached keys/values (eval mode, no dropout)."""
-        h, present = self.attn.cached(self.ln1(x), None, None, past=past)
+        h, present = self.attn.cached(self.ln1(x), past, pack)
         x = x + h
-        x = x + self.cross.cached(self.ln_cross(x), cross_kv[0], cross_kv[1], mask=memory_mask)[0]
-        return x + self.ffn(self.ln2(x)), present
+        x = x + self.cross.cross_cached(self.ln_cross(x), cross_kv[0], cross_kv[1], memory_mask, pack)
+        up, down = self.ffn[0], self.ffn[3]
+        return x + linear(down, F.gelu(linear(up, self.ln2(x), pack)), pack), present
 
 
 # ------------------------------------------------------------------------------ adaptors
@@ -302,17 +325,35 @@ class GeneralistModel(nn.Module):
         once per source, reused at every generation step."""
         return [block.cross.keys_values(memory) for block in self.decoder]
 
-    def decode_step(self, tokens, start: int, past, cross, memory_mask):
+    def pack_decoder(self) -> dict:
+        """The decoder's weights transposed and contiguous, for `decode_step(pack=...)` (the
+        output projection under "proj").  Kept until a weight changes (an optimizer step or a
+        load bumps its version), so consecutive generations share one pack."""
+        linears = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
+        key = tuple((m.weight._version, m.weight.data_ptr(), m.weight.device) for m in linears) + (
+            self.embed.weight._version, self.embed.weight.data_ptr(), self.embed.weight.device)
+        cached = self.__dict__.get("_pack")
+        if cached is None or cached[0] != key:
+            pack = {m: m.weight.detach().t().contiguous() for m in linears}
+            pack["proj"] = self.embed.weight.detach().t().contiguous()
+            self.__dict__["_pack"] = cached = (key, pack)
+        return cached[1]
+
+    def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = False, pack=None):
         """Incremental decoding.  tokens [B, T]: the positions start..start+T-1 (T > 1 only on
         the first call, past None); past: each layer's self-attention (k, v) of the earlier
-        positions, or None; cross: cross_cache(memory).  -> logits [B, T, V], present."""
+        positions, or None; cross: cross_cache(memory).  -> logits [B, T, V] (`last`: only
+        the last position's, [B, 1, V]), present.  `pack`: pack_decoder(), for speed."""
         pos = self.dec_pos(torch.arange(start, start + tokens.shape[1], device=tokens.device))
         x = self.ln_emb(self.embed(tokens) * math.sqrt(self.cfg.d_model) + pos)
         present = []
         for i, block in enumerate(self.decoder):
-            x, kv = block.step(x, None if past is None else past[i], cross[i], memory_mask)
+            x, kv = block.step(x, None if past is None else past[i], cross[i], memory_mask, pack)
             present.append(kv)
-        return self.ln_dec(x) @ self.embed.weight.T, present
+        if last:
+            x = x[:, -1:]
+        x = self.ln_dec(x)
+        return (x @ pack["proj"] if pack is not None else F.linear(x, self.embed.weight)), present
 
     def forward(self, batch):
         memory, mask = self.encode(batch)

@@ -95,7 +95,7 @@ class KnownLogits(torch.nn.Module):
     def cross_cache(self, memory):
         return [(memory[:, None], memory[:, None])]
 
-    def decode_step(self, tokens, start, past, cross, mask):
+    def decode_step(self, tokens, start, past, cross, mask, last=False):
         logits = torch.full((tokens.shape[0], tokens.shape[1], self.V), -1e9)
         for r in range(tokens.shape[0]):
             for t, prev in enumerate(tokens[r].tolist()):
