@@ -1,0 +1,166 @@
+"""Generate the demo / zoo datasets (deterministic; a few seconds; nothing is downloaded).
+
+  python examples/make_data.py [--out examples/zoo] [--scenes 600] [--seed 0]
+
+Shapes scenes drawn with Pillow (1-3 coloured shapes at random positions and sizes, no
+overlap) give four tasks on the same images:
+
+  caption.jsonl    img, cap        "a red circle above a blue square"
+  vqa.jsonl        img, question, answer     "what colour is the triangle?" -> "green"
+  grounding.jsonl  img, phrase, box          "the green triangle" -> x0,y0,x1,y1 (pixels)
+  detection.jsonl  img, boxes, labels        every shape's box and "green triangle"
+
+and a text-to-SQL task over a generated SQLite database of the same scenes:
+
+  sql.jsonl        question, db (the schema and content, a STRUCT database), query
+  shapes.sqlite    the database itself; the metric executes gold and predicted SQL on it
+
+Each file has a train and a valid split (`*_train.jsonl`, `*_valid.jsonl`) from disjoint
+scenes.  An existing output with the same settings is kept (`--force` regenerates)."""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+from pathlib import Path
+
+COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 60), "yellow": (230, 200, 30)}
+SHAPES = ("circle", "square", "triangle")
+SIZE = 64
+
+
+def overlaps(a, b, gap=2) -> bool:
+    return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
+
+
+def scene(rng: random.Random):
+    """1-3 shapes of distinct (colour, kind) pairs at non-overlapping places."""
+    n = rng.choice((1, 2, 2, 3))
+    pairs = rng.sample([(c, k) for c in COLOURS for k in SHAPES], n)
+    shapes = []
+    for colour, kind in pairs:
+        for _ in range(100):
+            side = rng.randint(14, 26)
+            x0, y0 = rng.randint(1, SIZE - side - 1), rng.randint(1, SIZE - side - 1)
+            box = (x0, y0, x0 + side, y0 + side)
+            if not any(overlaps(box, s[2]) for s in shapes):
+                shapes.append((colour, kind, box))
+                break
+    return shapes
+
+
+def draw(path: Path, shapes) -> None:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (SIZE, SIZE), (245, 245, 240))
+    d = ImageDraw.Draw(img)
+    for colour, kind, (x0, y0, x1, y1) in shapes:
+        fill = COLOURS[colour]
+        if kind == "circle":
+            d.ellipse((x0, y0, x1, y1), fill=fill)
+        elif kind == "triangle":
+            d.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=fill)
+        else:
+            d.rectangle((x0, y0, x1, y1), fill=fill)
+    img.save(path)
+
+
+def caption(shapes) -> str:
+    """One shape: "a red circle"; two: their vertical or horizontal relation; three: a list."""
+    name = [f"{c} {k}" for c, k, _ in shapes]
+    if len(shapes) == 1:
+        return f"a {name[0]}"
+    if len(shapes) == 2:
+        (a, b) = shapes
+        dy = (a[2][1] + a[2][3]) - (b[2][1] + b[2][3])
+        dx = (a[2][0] + a[2][2]) - (b[2][0] + b[2][2])
+        if abs(dy) >= abs(dx):
+            rel = "above" if dy < 0 else "below"
+        else:
+            rel = "left of" if dx < 0 else "right of"
+        return f"a {name[0]} {rel} a {name[1]}"
+    return "a " + ", a ".join(name[:-1]) + f" and a {name[-1]}"
+
+
+def rows_for(i: int, shapes, rng: random.Random) -> dict[str, dict]:
+    img = f"images/{i}.png"
+    colour, kind, box = rng.choice(shapes)
+    kinds = [k for _, k, _ in shapes]
+    unique = [(c, k) for c, k, _ in shapes if kinds.count(k) == 1]  # "the triangle" must be one shape
+    if unique and rng.random() < 0.5:
+        c, k = rng.choice(unique)
+        question, answer = f"what colour is the {k}?", c
+    else:
+        question, answer = "how many shapes are there?", ["zero", "one", "two", "three"][len(shapes)]
+    return {
+        "caption": {"img": img, "cap": caption(shapes)},
+        "vqa": {"img": img, "question": question, "answer": answer},
+        "grounding": {"img": img, "phrase": f"the {colour} {kind}", "box": ",".join(map(str, box))},
+        "detection": {"img": img, "boxes": [list(s[2]) for s in shapes], "labels": [f"{s[0]} {s[1]}" for s in shapes]},
+    }
+
+
+SQL_TEMPLATES = [
+    ("how many shapes are {colour}?", "SELECT count(*) FROM shapes WHERE colour = '{colour}'"),
+    ("how many {kind}s are there?", "SELECT count(*) FROM shapes WHERE kind = '{kind}'"),
+    ("which scenes have a {colour} {kind}?",
+     "SELECT scene FROM shapes WHERE colour = '{colour}' AND kind = '{kind}'"),
+    ("what kinds of {colour} shapes are there?", "SELECT DISTINCT kind FROM shapes WHERE colour = '{colour}'"),
+    ("how many shapes are bigger than {side} pixels?", "SELECT count(*) FROM shapes WHERE side > {side}"),
+]
+
+
+def sql_task(out: Path, scenes: list, rng: random.Random, n: int) -> list[dict]:
+    """A shapes table of the first scenes (a small database whose content the STRUCT carries)
+    and templated questions with gold SQL."""
+    table = [(i, c, k, b[2] - b[0]) for i, shapes in enumerate(scenes[:12]) for c, k, b in shapes]
+    db_path = out / "shapes.sqlite"
+    db_path.unlink(missing_ok=True)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("CREATE TABLE shapes (scene, colour, kind, side)")
+        conn.executemany("INSERT INTO shapes VALUES (?, ?, ?, ?)", table)
+    db = {"db_id": "shapes", "tables": {"shapes": {"scene": [r[0] for r in table], "colour": [r[1] for r in table],
+                                                   "kind": [r[2] for r in table], "side": [r[3] for r in table]}}}
+    rows = []
+    for _ in range(n):
+        question, query = rng.choice(SQL_TEMPLATES)
+        values = {"colour": rng.choice(list(COLOURS)), "kind": rng.choice(SHAPES), "side": rng.choice((16, 20, 24))}
+        rows.append({"question": question.format(**values), "db": db, "query": query.format(**values)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "zoo")
+    ap.add_argument("--scenes", type=int, default=600)
+    ap.add_argument("--valid", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args()
+    stamp = {"scenes": args.scenes, "valid": args.valid, "seed": args.seed, "version": 2}
+    marker = args.out / "settings.json"
+    if not args.force and marker.exists() and json.loads(marker.read_text()) == stamp:
+        print(f"{args.out}: up to date")
+        return
+    (args.out / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+    total = args.scenes + args.valid
+    scenes = [scene(rng) for _ in range(total)]
+    split = {"train": range(args.scenes), "valid": range(args.scenes, total)}
+    for part, idx in split.items():
+        tasks: dict[str, list] = {}
+        for i in idx:
+            draw(args.out / "images" / f"{i}.png", scenes[i])
+            for name, row in rows_for(i, scenes[i], rng).items():
+                tasks.setdefault(name, []).append(row)
+        tasks["sql"] = sql_task(args.out, scenes, random.Random(args.seed + (part == "valid")),
+                                args.scenes if part == "train" else args.valid)
+        for name, rows in tasks.items():
+            (args.out / f"{name}_{part}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    marker.write_text(json.dumps(stamp))
+    print(f"{args.out}: {args.scenes} train and {args.valid} valid scenes; caption, vqa, grounding, detection, sql")
+
+
+if __name__ == "__main__":
+    main()
