@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +94,7 @@ class Trainer:
             if value is not None:
                 opts[key] = value
         self.opts = opts
-        self.run = Path(out) if out is not None else self.base_dir / opts["out"]
+        self.run = Path(os.path.normpath(Path(out) if out is not None else self.base_dir / opts["out"]))
         self.resume = resume
         self.device = resolve_device(opts["device"])
         self.dtype = resolve_precision(opts["precision"], self.device)
