@@ -261,6 +261,7 @@ def _parse_data(items: list[str]) -> dict:
 
 
 InferFormat = _choices("InferFormat", ("text", "json"))
+Backend = _choices("Backend", ("torch", "onnx"))
 
 
 @app.command()
@@ -285,6 +286,8 @@ def infer(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint folder."),
     device: Optional[Device] = typer.Option(None, "--device", show_default=False),
     format: InferFormat = typer.Option("text", "--format", "-f", help="text, or one JSON object per row."),
+    backend: Backend = typer.Option("torch", "--backend", help="torch (the checkpoint) or onnx (an `ofac export` "
+                                    "folder, or RUN_DIR/onnx)."),
     save_box: Optional[Path] = typer.Option(None, "--save-box", help="Draw the predicted boxes on the input "
                                             "image (one row), or into this folder (--input).", show_default=False),
 ) -> None:
@@ -299,7 +302,7 @@ def infer(
     from ofac.runtime.inference import InferenceError, OFASys, read_rows
 
     try:
-        system = OFASys.from_pretrained(run_dir, checkpoint, device.value if device else None)
+        system = OFASys.from_pretrained(run_dir, checkpoint, device.value if device else None, backend=backend.value)
         rows = [_parse_data(data)] if data else read_rows(input)
         base = input.parent if input is not None else Path.cwd()
         bar, report = _progress(err, len(rows), "answering")
@@ -381,6 +384,31 @@ def eval_(
                           f"{r['token_accuracy']:.4f}")
         _console().print(table)
     err.print(f"predictions: {out or run_dir / 'eval' / split.value}/<task>.jsonl")
+
+
+@app.command("export")
+def export_(
+    run_dir: Path = typer.Argument(..., help="A run directory (written by `ofac run`)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The export folder (default RUN_DIR/onnx).",
+                                       show_default=False),
+    task: List[str] = typer.Option([], "--task", "-t", help="Export only this task (repeatable)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint folder."),
+    opset: int = typer.Option(18, "--opset", min=13, help="ONNX opset."),
+) -> None:
+    """Write ONNX graphs (encoders, decoder, decoder-with-past) that `ofac infer --backend onnx` runs."""
+    err = _console(stderr=True)
+    from ofac.runtime.errors import RunError
+    from ofac.runtime.export import export
+
+    target = out or run_dir / "onnx"
+    try:
+        with err.status("exporting") as status:
+            folder = export(run_dir, target, checkpoint, opset, task or None, log=lambda m: status.update(m))
+    except RunError as e:
+        _print_diags([e.diagnostic], err)
+        raise typer.Exit(1)
+    for path in sorted(folder.iterdir()):
+        print(path)
 
 
 @app.command()

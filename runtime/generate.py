@@ -117,7 +117,7 @@ class _Search:
             self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.banned = None  # [V] True for tokens outside cfg.vocabulary
         if cfg.vocabulary is not None:
-            V = model.embed.num_embeddings
+            V = model.vocab_size
             self.banned = torch.ones(V, dtype=torch.bool, device=dev)
             self.banned[list(cfg.vocabulary) + [EOS]] = False
         self.finished: list[list[Hypothesis]] = [[] for _ in range(self.B)]

@@ -107,10 +107,20 @@ class OFASys:
         self._compiled: dict[str, ir.TaskIR] = {}
 
     @classmethod
-    def from_pretrained(cls, run_dir: str | Path, checkpoint: str = "best", device: str | None = None) -> "OFASys":
+    def from_pretrained(cls, run_dir: str | Path, checkpoint: str = "best", device: str | None = None,
+                        backend: str = "torch") -> "OFASys":
         """`checkpoint`: `best` (the best validation; the latest checkpoint when the run never
-        validated), `latest`, or a checkpoint folder."""
+        validated), `latest`, or a checkpoint folder.  `backend="onnx"`: `run_dir` is a folder
+        `ofac export` wrote (or a run directory holding one in `onnx/`), run by ONNX Runtime."""
         run_dir = Path(run_dir)
+        if backend == "onnx":
+            from .export import load_export
+
+            folder = run_dir / "onnx" if (run_dir / "onnx" / "manifest.json").exists() else run_dir
+            model, config, programs, answers, vocab = load_export(folder)
+            return cls(folder, model, vocab, config, programs, answers, folder / "manifest.json")
+        if backend != "torch":
+            raise ValueError(f"unknown backend {backend!r} (torch or onnx)")
         if not (run_dir / "config.json").exists():
             raise CheckpointError("E0110", "not a run directory (no config.json)", run_dir,
                                   help="give the folder `ofac run` wrote (train { out })")
@@ -136,7 +146,10 @@ class OFASys:
         from .trainer import resolve_device
 
         self.device = resolve_device(str(device))
-        self.model.to(self.device)
+        if isinstance(self.model, torch.nn.Module):
+            self.model.to(self.device)
+        elif self.device.type != "cpu":
+            raise ValueError("the onnx backend runs on the CPU (ONNX Runtime's CPU provider)")
         return self
 
     @property
@@ -144,8 +157,8 @@ class OFASys:
         return list(self.programs)
 
     def __repr__(self) -> str:
-        return (f"OFASys({self.run_dir}, tasks={self.tasks}, {self.model.num_parameters() / 1e6:.1f}M parameters, "
-                f"{self.weights.parent.name})")
+        backend = "torch" if isinstance(self.model, torch.nn.Module) else "onnx"
+        return f"OFASys({self.run_dir}, tasks={self.tasks}, backend={backend}, {self.weights.parent.name})"
 
     # ------------------------------------------------------------------ instructions
 
@@ -166,7 +179,7 @@ class OFASys:
 
     def _check(self, task: ir.TaskIR) -> None:
         """Can this model serve the instruction?  Its encoder adaptors and its box bins."""
-        have = set(self.model.adaptors)
+        have = set(self.model.adaptors)  # a ModuleDict's names, or the exported encoders' inputs
         problems = []
         for op in task.programs[0].ops:
             if op.family == "adapt" and op.get("side") == "encoder":
@@ -200,6 +213,10 @@ class OFASys:
         single = isinstance(data, dict)
         rows = [data] if single else list(data)
         task = self.task(instruction)
+        if hasattr(self.model, "encoder_for"):  # the onnx backend: is there a graph for these inputs?
+            from .export import encoder_inputs
+
+            self.model.encoder_for(encoder_inputs(task))
         # a closed set given here constrains any text output; else the task's own (from training)
         answers = closed_set if closed_set is not None else self.answers.get(task.task)
         scorer = Scorer(task, self.vocab, answers, beam=beam_size, max_len=max_len, min_len=min_len,

@@ -116,7 +116,8 @@ class Attention(nn.Module):
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # [B, H, t+T, D/H]
         # the first call feeds several positions at once (BOS and the forced prefix): causal
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=past is None and T > 1)
+        # (for one position the same as not; no branch on T keeps the graph exportable)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=past is None)
         return linear(self.out, y.transpose(1, 2).reshape(B, T, D), pack), (k, v)
 
     def cross_cached(self, x, k, v, mask, pack=None):
@@ -358,6 +359,10 @@ class GeneralistModel(nn.Module):
     def forward(self, batch):
         memory, mask = self.encode(batch)
         return self.decode(batch.decoder_input, memory, mask)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.cfg.vocab_size
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
