@@ -270,6 +270,9 @@ class OnnxModel:
             raise CheckpointError("E0111", "not an ofac ONNX export (unknown manifest format)",
                                   self.folder / "manifest.json", help="export the run again with `ofac export`")
         options = ort.SessionOptions()
+        # no busy-waiting after a run: the generation loop's own work follows every call, and
+        # spinning pool threads would take the cores it needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self._options, self._sessions = options, {}
@@ -277,6 +280,7 @@ class OnnxModel:
         self.L = self.manifest["layers"]
         self.vocab_size = self.manifest["model"]["vocab_size"]
         self._cross: dict[int, list] = {}
+        self._cross_np: tuple | None = None  # (the cross list of the running generation, as numpy)
 
     def session(self, name: str):
         if name not in self._sessions:
@@ -334,7 +338,9 @@ class OnnxModel:
 
     def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = True, pack=None):
         np_ = lambda t: np.ascontiguousarray(t.cpu().numpy())  # noqa: E731
-        cross_flat = [np_(t) for kv in cross for t in kv]
+        if self._cross_np is None or self._cross_np[0] is not cross:  # the same list every step
+            self._cross_np = (cross, [np_(t) for kv in cross for t in kv])
+        cross_flat = self._cross_np[1]
         if past is None:
             sess = self.session("decoder")
             feeds = [np_(tokens), np_(memory_mask), *cross_flat]

@@ -112,6 +112,9 @@ class _Search:
         forced = batch.decoder_input[:, :width].to(dev).clone()  # [B, width]
         forced[torch.arange(width, device=dev)[None] > plen[:, None]] = PAD
         self.forced, self.plen = forced[rows], plen[rows]  # [N, width], [N]
+        # every row advances one position per step, so how many tokens rows have generated lies
+        # between L-1-plen_max and L-1-plen_min: most steps need no per-row length checks
+        self.plen_min, self.plen_max = (int(plen.min()), int(plen.max())) if len(plen) else (0, 0)
         self.generator = None
         if cfg.sampling and cfg.seed is not None:
             self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
@@ -122,6 +125,8 @@ class _Search:
             self.banned[list(cfg.vocabulary) + [EOS]] = False
         self.finished: list[list[Hypothesis]] = [[] for _ in range(self.B)]
         self.done = torch.zeros(self.B, dtype=torch.bool, device=dev)
+        self._ended = False  # a hypothesis ended since the last `finish`
+        self._may_die = True  # can a beam lose every continuation (set by `constrain`)
 
     # ------------------------------------------------------------------ the loop
 
@@ -143,40 +148,45 @@ class _Search:
                 logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask, last=True)
             pos += inp.shape[1]
             lp = torch.log_softmax(logits[:, -1].float(), dim=-1)  # [N, V]
-            forced_now = tokens.shape[1] <= self.plen  # the next token is still prefix
-            lp = self.constrain(lp, tokens, generated, forced_now)
+            prefix_left = tokens.shape[1] <= self.plen_max
+            forced_now = tokens.shape[1] <= self.plen if prefix_left else None  # next token still prefix
+            lp = self.constrain(lp, tokens, generated, forced_now, tokens.shape[1])
             if cfg.sampling:
                 tok, gain, order = self.sample(lp, scores)
             else:
                 tok, gain, order = self.search(lp, scores, generated, tokens)
             scores = gain
             if order is not None:  # beams moved: their histories and caches move with them
-                tokens, generated, forced_now = tokens[order], generated[order], forced_now[order]
+                tokens, generated = tokens[order], generated[order]
+                forced_now = forced_now[order] if forced_now is not None else None
                 past = [(k[order], v[order]) for k, v in past]
             tokens = torch.cat([tokens, tok[:, None]], 1)
-            generated = generated + (~forced_now).long()
+            generated = generated + (~forced_now).long() if forced_now is not None else generated + 1
             self.finish(tokens, scores, generated)
             if bool(self.done.all()):
                 break
             inp = tokens[:, -1:]
         return [sorted(h, key=lambda x: -x.score)[:K] for h in self.finished]
 
-    def constrain(self, lp, tokens, generated, forced_now):
+    def constrain(self, lp, tokens, generated, forced_now, length: int):
         cfg = self.cfg
+        fewest, most = length - 1 - self.plen_max, length - 1 - self.plen_min  # generated so far
         lp[:, PAD] = float("-inf")
         lp[:, BOS] = float("-inf")
         if self.banned is not None:
             lp[:, self.banned] = float("-inf")
         if cfg.sampling and cfg.temperature not in (0, 1):
             lp = torch.log_softmax(lp / cfg.temperature, dim=-1)
-        lp[generated < cfg.min_len, EOS] = float("-inf")
-        over = generated >= cfg.max_len
-        if bool(over.any()):
+        if fewest < cfg.min_len:
+            lp[generated < cfg.min_len, EOS] = float("-inf")
+        if most >= cfg.max_len:
+            over = generated >= cfg.max_len
             lp[over] = float("-inf")
             lp[over, EOS] = 0.0
         if cfg.trie is not None or cfg.no_repeat_ngram_size:
             self.python_constraints(lp, tokens, generated, forced_now)
-        if bool(forced_now.any()):  # prefix rows take their next prefix token, free of charge
+        self._may_die = self.K > 1 or cfg.trie is not None or self.banned is not None
+        if length <= self.plen_max:  # prefix rows take their next prefix token, free of charge
             nxt = self.forced[forced_now, tokens.shape[1]]
             rows = forced_now.nonzero().squeeze(1)
             lp[rows] = float("-inf")
@@ -189,7 +199,7 @@ class _Search:
         hist = tokens.tolist()
         gen = generated.tolist()
         for r in range(self.N):
-            if bool(forced_now[r]):
+            if forced_now is not None and bool(forced_now[r]):
                 continue
             if cfg.trie is not None:
                 allowed = cfg.trie.allowed(hist[r][len(hist[r]) - gen[r]:])
@@ -210,9 +220,11 @@ class _Search:
         if K == 1:
             best, tok = lp.max(dim=1)  # [B]
             vals = scores.view(-1) + best
-            for b in ((tok == EOS) & torch.isfinite(vals) & ~self.done).nonzero().squeeze(1).tolist():
-                self.end(b, tokens[b], int(generated[b]), float(vals[b]))
-            vals = vals.masked_fill(tok == EOS, float("-inf"))  # an ended row has no live beam
+            eos = tok == EOS
+            if bool(eos.any()):
+                for b in (eos & torch.isfinite(vals) & ~self.done).nonzero().squeeze(1).tolist():
+                    self.end(b, tokens[b], int(generated[b]), float(vals[b]))
+                vals = vals.masked_fill(eos, float("-inf"))  # an ended row has no live beam
             return tok, vals.view(B, 1), None
         cand = (scores.view(B, K, 1) + lp.view(B, K, V)).view(B, K * V)
         vals, idx = cand.topk(min(2 * K, K * V), dim=1)  # [B, 2K]
@@ -256,9 +268,12 @@ class _Search:
                 b = r // self.K
                 self.end(b, tokens[r, :-1], int(generated[r]) - 1, float(scores.view(-1)[r]))
                 scores.view(-1)[r] = float("-inf")  # this row is spent
-        counts = torch.tensor([len(h) for h in self.finished], device=self.device)
-        live = torch.isfinite(scores).any(dim=1)
-        self.done |= (counts >= self.K) | ~live
+        if self._ended:
+            counts = torch.tensor([len(h) for h in self.finished], device=self.device)
+            self.done |= counts >= self.K
+            self._ended = False
+        if self._may_die or self.cfg.sampling:  # beams left without a finite score are over
+            self.done |= ~torch.isfinite(scores).any(dim=1)
 
     def end(self, b: int, row_tokens, n_generated: int, logprob: float) -> None:
         if bool(self.done[b]):
@@ -267,3 +282,4 @@ class _Search:
         out = seq[len(seq) - n_generated:] if n_generated > 0 else []
         score = logprob / (n_generated + 1) ** self.cfg.len_penalty
         self.finished[b].append(Hypothesis(out, score, logprob))
+        self._ended = True

@@ -105,6 +105,8 @@ class OFASys:
         self.programs, self.answers, self.weights = programs, answers, weights
         self.device = torch.device("cpu")
         self._compiled: dict[str, ir.TaskIR] = {}
+        self._scorers: dict[tuple, Scorer] = {}
+        self._runners: dict[int, TaskRunner] = {}  # by id of a TaskIR this object keeps
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path, checkpoint: str = "best", device: str | None = None,
@@ -219,11 +221,19 @@ class OFASys:
             self.model.encoder_for(encoder_inputs(task))
         # a closed set given here constrains any text output; else the task's own (from training)
         answers = closed_set if closed_set is not None else self.answers.get(task.task)
-        scorer = Scorer(task, self.vocab, answers, beam=beam_size, max_len=max_len, min_len=min_len,
-                        len_penalty=len_penalty, no_repeat_ngram_size=no_repeat_ngram_size, sampling=sampling,
-                        top_k=top_k, top_p=top_p, temperature=temperature, seed=seed)
+        settings = dict(beam=beam_size, max_len=max_len, min_len=min_len, len_penalty=len_penalty,
+                        no_repeat_ngram_size=no_repeat_ngram_size, sampling=sampling, top_k=top_k, top_p=top_p,
+                        temperature=temperature, seed=seed)
+        key = (id(task), tuple(answers) if answers else None, tuple(settings.items()))
+        if key not in self._scorers:  # a closed set's trie and the task's plan are built once
+            if len(self._scorers) > 64:
+                self._scorers.clear()
+            self._scorers[key] = Scorer(task, self.vocab, answers, **settings)
+        scorer = self._scorers[key]
+        if id(task) not in self._runners:
+            self._runners[id(task)] = TaskRunner(task, self.vocab, "test")
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-        data_ = TaskData(TaskRunner(task, self.vocab, "test"), [open_source(rows, base_dir=base)])
+        data_ = TaskData(self._runners[id(task)], [open_source(rows, base_dir=base)])
         image_column = next((op.get("column") for op in task.programs[0].ops
                              if op.op == "read.column" and op.get("modality") == "IMAGE"), None)
         outputs: list[Output] = []
