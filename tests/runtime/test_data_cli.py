@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 def _examples(tmp_path):
-    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("images", "audio", "video"))
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("images", "audio", "video", "zoo"))
     proc = subprocess.run([sys.executable, str(tmp_path / "examples" / "make_media.py"), "--out",
                            str(tmp_path / "examples" / "data")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -56,15 +56,25 @@ def test_the_readme_python_examples_run(tmp_path, monkeypatch):
 
     ex = _examples(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     monkeypatch.chdir(ex.parent)
+    # the inference example answers from the demo run: a small demo, trained for a few steps
+    made = subprocess.run([sys.executable, str(ex / "make_data.py"), "--scenes", "24", "--valid", "8"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    from ofac import load
+    from ofac.runtime.trainer import Trainer
+
+    Trainer(load(ex / "demo.ofa"), ex, steps=2).fit()
     scopes = []
     for code in blocks:
         code = code.replace("num_workers=2", "num_workers=0").replace("steps=20", "steps=2")
         scope: dict = {}
         exec(compile(code, "README.md", "exec"), scope)
         scopes.append(scope)
-    api, data = scopes
+    api, infer, data = scopes
+    assert (ex.parent / "boxed.png").exists() and len(infer["box"].boxes) == 1
+    assert all(a.text in {"red", "blue", "green", "yellow", "zero", "one", "two", "three"} for a in infer["answers"])
     assert api["model"].run_dir == ex.parent / "runs" / "api" and (ex.parent / "runs" / "api" / "checkpoints").exists()
     mixed, batch = data["mixed"], data["batch"]
     # mixing = all: each update is one micro-batch of every task, the video task last
