@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
-VOCAB, SRC, STEPS = 8000, 64, 32
-DIMS = dict(d_model=256, ffn_dim=1024, encoder_layers=4, decoder_layers=4, heads=4)
+from train_throughput import DIMS, VOCAB  # the same model dimensions as the training benchmark
+
+SRC, STEPS = 64, 32
 
 
 def ofac_runner(batch_size: int, beam: int):
@@ -45,14 +46,12 @@ def ofac_runner(batch_size: int, beam: int):
 
 def hf_runner(batch_size: int, beam: int):
     import torch
-    from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
+    from transformers import BartForConditionalGeneration, GenerationConfig
+
+    from train_throughput import bart_config  # benchmarks/ is this script's folder
 
     torch.manual_seed(0)
-    cfg = BartConfig(vocab_size=VOCAB, d_model=DIMS["d_model"], encoder_layers=DIMS["encoder_layers"],
-                     decoder_layers=DIMS["decoder_layers"], encoder_attention_heads=DIMS["heads"],
-                     decoder_attention_heads=DIMS["heads"], encoder_ffn_dim=DIMS["ffn_dim"],
-                     decoder_ffn_dim=DIMS["ffn_dim"], max_position_embeddings=1024, dropout=0.0)
-    model = BartForConditionalGeneration(cfg).eval()
+    model = BartForConditionalGeneration(bart_config(VOCAB, DIMS, dropout=0.0)).eval()
     g = torch.Generator().manual_seed(1)
     src = torch.randint(5, VOCAB, (batch_size, SRC), generator=g)
     gen = GenerationConfig(num_beams=beam, do_sample=False, max_new_tokens=STEPS, min_new_tokens=STEPS,

@@ -25,6 +25,16 @@ B, SRC, TGT, VOCAB = 16, 64, 32, 8000
 DIMS = dict(d_model=256, ffn_dim=1024, encoder_layers=4, decoder_layers=4, heads=4)
 
 
+def bart_config(vocab: int, dims: dict, dropout: float):
+    """A Hugging Face BartConfig of ofac's dimensions (the reference model of the benchmarks)."""
+    from transformers import BartConfig
+
+    return BartConfig(vocab_size=vocab, d_model=dims["d_model"], encoder_layers=dims["encoder_layers"],
+                      decoder_layers=dims["decoder_layers"], encoder_attention_heads=dims["heads"],
+                      decoder_attention_heads=dims["heads"], encoder_ffn_dim=dims["ffn_dim"],
+                      decoder_ffn_dim=dims["ffn_dim"], max_position_embeddings=1024, dropout=dropout)
+
+
 def matmul_gflops(threads: int) -> float:
     import torch
 
@@ -76,14 +86,10 @@ def run_ofac(steps: int, precision: str):
 
 def run_bart(steps: int, precision: str):
     import torch
-    from transformers import BartConfig, BartForConditionalGeneration
+    from transformers import BartForConditionalGeneration
 
     torch.manual_seed(0)
-    cfg = BartConfig(vocab_size=VOCAB, d_model=DIMS["d_model"], encoder_layers=DIMS["encoder_layers"],
-                     decoder_layers=DIMS["decoder_layers"], encoder_attention_heads=DIMS["heads"],
-                     decoder_attention_heads=DIMS["heads"], encoder_ffn_dim=DIMS["ffn_dim"],
-                     decoder_ffn_dim=DIMS["ffn_dim"], max_position_embeddings=1024, dropout=0.1)
-    model = BartForConditionalGeneration(cfg)
+    model = BartForConditionalGeneration(bart_config(VOCAB, DIMS, dropout=0.1))
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)

@@ -50,10 +50,11 @@ def scene(rng: random.Random):
     return shapes
 
 
-def draw(path: Path, shapes) -> None:
+def draw(path: Path, shapes, size: int = SIZE) -> None:
+    """(colour, kind, (x0, y0, x1, y1)) shapes on a light size x size canvas."""
     from PIL import Image, ImageDraw
 
-    img = Image.new("RGB", (SIZE, SIZE), (245, 245, 240))
+    img = Image.new("RGB", (size, size), (245, 245, 240))
     d = ImageDraw.Draw(img)
     for colour, kind, (x0, y0, x1, y1) in shapes:
         fill = COLOURS[colour]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 60), "yellow": (230, 200, 30)}
+from make_data import COLOURS  # noqa: E402  (examples/ is this script's folder)
 
 # shapes per scene: (kind, colour, box x0 y0 x1 y1) on a 200x200 canvas; boxes match data/*.jsonl
 SCENES = {
@@ -24,19 +24,9 @@ SCENES = {
 
 
 def draw_scene(path: Path, shapes) -> None:
-    from PIL import Image, ImageDraw
+    from make_data import draw  # the demo data's drawing, on this file's 200x200 canvas
 
-    img = Image.new("RGB", (200, 200), (245, 245, 240))
-    d = ImageDraw.Draw(img)
-    for kind, colour, (x0, y0, x1, y1) in shapes:
-        fill = COLOURS[colour]
-        if kind == "circle":
-            d.ellipse((x0, y0, x1, y1), fill=fill)
-        elif kind == "triangle":
-            d.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=fill)
-        else:
-            d.rectangle((x0, y0, x1, y1), fill=fill)
-    img.save(path)
+    draw(path, [(colour, kind, box) for kind, colour, box in shapes], size=200)
 
 
 def speak(path: Path, text: str, rate: int = 16000) -> None:

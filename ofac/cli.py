@@ -299,7 +299,7 @@ def infer(
         raise typer.BadParameter("give the row with --data COLUMN=VALUE ..., or rows with --input FILE",
                                  param_hint="--data")
     from ofac.runtime.errors import RunError
-    from ofac.runtime.inference import InferenceError, OFASys, read_rows
+    from ofac.runtime.inference import OFASys, read_rows
 
     try:
         system = OFASys.from_pretrained(run_dir, checkpoint, device.value if device else None, backend=backend.value)
@@ -315,11 +315,8 @@ def infer(
         finally:
             if bar is not None:
                 bar.stop()
-    except InferenceError as e:
-        _print_diags(e.diagnostics, err)
-        raise typer.Exit(1)
     except RunError as e:
-        _print_diags([e.diagnostic], err)
+        _print_diags(e.diagnostics, err)
         raise typer.Exit(1)
     for k, o in enumerate(outputs):
         if format.value == "json":
@@ -355,7 +352,7 @@ def eval_(
     """Score a trained model on each task's split with its metric; write every prediction to JSONL."""
     err = _console(stderr=True)
     from ofac.runtime.errors import RunError
-    from ofac.runtime.inference import InferenceError, evaluate_run
+    from ofac.runtime.inference import evaluate_run
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -366,11 +363,8 @@ def eval_(
         with bar:
             results = evaluate_run(run_dir, file, split.value, checkpoint, device.value if device else None, out,
                                    progress=lambda done, total: bar.update(job, completed=done, total=total))
-    except InferenceError as e:
-        _print_diags(e.diagnostics, err)
-        raise typer.Exit(1)
     except RunError as e:
-        _print_diags([e.diagnostic], err)
+        _print_diags(e.diagnostics, err)
         raise typer.Exit(1)
     if format.value == "json":
         print(json.dumps(results, indent=1))

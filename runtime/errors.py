@@ -9,6 +9,11 @@ class RunError(Exception):
 
     diagnostic: Diagnostic
 
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        """Every diagnostic of the failure (most carry one)."""
+        return [self.diagnostic]
+
 
 class DataError(RunError):
     """A bad data row or file.  `diagnostic` names the file, the row and column, and a fix."""

@@ -36,9 +36,13 @@ class InferenceError(RunError):
     """An instruction this checkpoint cannot answer; carries the diagnostics."""
 
     def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = diagnostics
+        self._all = list(diagnostics)
         self.diagnostic = diagnostics[0]
         super().__init__("\n".join(d.message + (f"\n  help: {d.help}" if d.help else "") for d in diagnostics))
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return self._all
 
 
 @dataclass
