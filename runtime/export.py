@@ -22,7 +22,6 @@ beam search, sampling, closed sets and postprocessing are the very code the PyTo
 runs; only the network runs in ONNX Runtime."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -367,7 +366,3 @@ def load_export(folder: Path, threads: int | None = None):
     programs = {t.task: t for t in map(ir.from_json, read_json(folder / "programs.json"))}
     answers = read_json(folder / "answers.json") if (folder / "answers.json").exists() else {}
     return model, config, programs, answers, Vocab.load(folder / "tokenizer.json")
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=str))

@@ -101,7 +101,8 @@ class _Search:
         self.N, dev = self.B * self.K, memory.device
         self.device = dev
         rows = torch.arange(self.B, device=dev).repeat_interleave(self.K)  # row -> example
-        self.cross = [(k[rows], v[rows]) for k, v in model.cross_cache(memory)]
+        cross = model.cross_cache(memory)
+        self.cross = cross if self.K == 1 else [(k[rows], v[rows]) for k, v in cross]  # one copy per beam
         # an additive mask (0 / -inf) is cheaper for the attention kernel than a boolean one
         self.mask = torch.zeros(mask[rows].shape, dtype=memory.dtype, device=dev).masked_fill_(~mask[rows],
                                                                                              float("-inf"))
