@@ -127,7 +127,8 @@ class _Search:
         self.finished: list[list[Hypothesis]] = [[] for _ in range(self.B)]
         self.done = torch.zeros(self.B, dtype=torch.bool, device=dev)
         self._ended = False  # a hypothesis ended since the last `finish`
-        self._may_die = True  # can a beam lose every continuation (set by `constrain`)
+        # can a beam be left without a finite continuation (then its example may be over)?
+        self._may_die = self.K > 1 or cfg.trie is not None or self.banned is not None
 
     # ------------------------------------------------------------------ the loop
 
@@ -186,7 +187,6 @@ class _Search:
             lp[over, EOS] = 0.0
         if cfg.trie is not None or cfg.no_repeat_ngram_size:
             self.python_constraints(lp, tokens, generated, forced_now)
-        self._may_die = self.K > 1 or cfg.trie is not None or self.banned is not None
         if length <= self.plen_max:  # prefix rows take their next prefix token, free of charge
             nxt = self.forced[forced_now, tokens.shape[1]]
             rows = forced_now.nonzero().squeeze(1)
