@@ -35,6 +35,7 @@ def launched() -> bool:
 def torchrun(nproc: int, command: list[str], console=None) -> int:
     """Run `python COMMAND...` as `nproc` processes on this machine through torchrun
     (`torch.distributed.run`); the exit status (0 when every process succeeded)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -44,6 +45,8 @@ def torchrun(nproc: int, command: list[str], console=None) -> int:
                                          "--no-python", sys.executable, *command])
     try:
         run(args)
+    except SignalException:  # Ctrl-C: torchrun passed it on; rank 0 saved and said how to resume
+        return 130
     except ChildFailedError as err:
         codes = sorted({f.exitcode for f in err.failures.values()})
         if console is not None and codes != [1]:  # exit 1: the process reported its diagnostic itself

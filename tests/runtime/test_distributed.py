@@ -68,3 +68,26 @@ def test_a_distributed_run_resumes_with_another_process_count(tmp_path):
     more = ofac_run("t.ofa", "--steps", 6, "--resume", cwd=tmp_path)  # one process takes over
     assert more.returncode == 0, more.stderr
     assert weights(tmp_path / "run", 6)
+
+
+def test_ctrl_c_saves_and_the_distributed_run_resumes(tmp_path):
+    import signal
+    import time
+
+    make_task_file(tmp_path, steps=2000, micro_batch_size=4, dropout="0.0")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ofac.cli", "run", "t.ofa", "--nproc", "2"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 10):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: saved step" in err
+    saved = int((tmp_path / "run" / "checkpoints" / "latest").read_text().split("-")[1])
+    assert saved >= 10
+    more = ofac_run("t.ofa", "--nproc", 2, "--resume", "--steps", saved + 2, cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert f"finished step {saved + 2}" in more.stderr
