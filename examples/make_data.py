@@ -15,6 +15,12 @@ and a text-to-SQL task over a generated SQLite database of the same scenes:
   sql.jsonl        question, db (the schema and content, a STRUCT database), query
   shapes.sqlite    the database itself; the metric executes gold and predicted SQL on it
 
+With `--zoo` also (see examples/zoo.ofa):
+
+  video.jsonl      video, cap      MP4 clips (PyAV) of a shape moving: "a red circle moves up"
+  infill.jsonl     sentence        templated sentences, for span infilling
+  table2text.jsonl triples, tgt    (subject, relation, object) triples -> one sentence
+
 Each file has a train and a valid split (`*_train.jsonl`, `*_valid.jsonl`) from disjoint
 scenes.  An existing output with the same settings is kept (`--force` regenerates)."""
 from __future__ import annotations
@@ -131,6 +137,54 @@ def sql_task(out: Path, scenes: list, rng: random.Random, n: int) -> list[dict]:
     return rows
 
 
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+SIZES = ("small", "large")
+PLACES = ("left", "right", "top", "bottom")
+
+
+def moving_clip(path: Path, colour: str, kind: str, direction: str, rng: random.Random, frames: int = 12) -> None:
+    """An MP4 of one shape crossing a 64x64 canvas in `direction`."""
+    import av
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    side, (dx, dy) = 16, DIRECTIONS[direction]
+    x = rng.randint(20, 28) if dx == 0 else (44 if dx < 0 else 4)
+    y = rng.randint(20, 28) if dy == 0 else (44 if dy < 0 else 4)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=8)
+        stream.width = stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        for k in range(frames):
+            img = Image.new("RGB", (SIZE, SIZE), (245, 245, 240))
+            x0, y0 = x + dx * 3 * k, y + dy * 3 * k
+            box, d = (x0, y0, x0 + side, y0 + side), ImageDraw.Draw(img)
+            if kind == "circle":
+                d.ellipse(box, fill=COLOURS[colour])
+            elif kind == "triangle":
+                d.polygon([((box[0] + box[2]) / 2, box[1]), (box[0], box[3]), (box[2], box[3])], fill=COLOURS[colour])
+            else:
+                d.rectangle(box, fill=COLOURS[colour])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(img), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def zoo_rows(out: Path, i: int, rng: random.Random) -> dict[str, dict]:
+    """The zoo's extra tasks for example i: a video clip, an infilling sentence, triples."""
+    colour, kind = rng.choice(list(COLOURS)), rng.choice(SHAPES)
+    direction, size, place = rng.choice(list(DIRECTIONS)), rng.choice(SIZES), rng.choice(PLACES)
+    moving_clip(out / "video" / f"{i}.mp4", colour, kind, direction, rng)
+    other = rng.choice([c for c in COLOURS if c != colour])
+    return {
+        "video": {"video": f"video/{i}.mp4", "cap": f"a {colour} {kind} moves {direction}"},
+        "infill": {"sentence": f"the {size} {colour} {kind} sits at the {place} next to a {other} one"},
+        "table2text": {"triples": [[kind, "colour", colour], [kind, "size", size], [kind, "place", place]],
+                       "tgt": f"the {size} {kind} at the {place} is {colour}"},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "zoo")
@@ -138,13 +192,15 @@ def main() -> None:
     ap.add_argument("--valid", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--zoo", action="store_true", help="also the video, infilling and table-to-text tasks")
     args = ap.parse_args()
-    stamp = {"scenes": args.scenes, "valid": args.valid, "seed": args.seed, "version": 2}
+    stamp = {"scenes": args.scenes, "valid": args.valid, "seed": args.seed, "version": 2, "zoo": args.zoo}
     marker = args.out / "settings.json"
     if not args.force and marker.exists() and json.loads(marker.read_text()) == stamp:
         print(f"{args.out}: up to date")
         return
     (args.out / "images").mkdir(parents=True, exist_ok=True)
+    (args.out / "video").mkdir(exist_ok=True)
     rng = random.Random(args.seed)
     total = args.scenes + args.valid
     scenes = [scene(rng) for _ in range(total)]
@@ -155,12 +211,16 @@ def main() -> None:
             draw(args.out / "images" / f"{i}.png", scenes[i])
             for name, row in rows_for(i, scenes[i], rng).items():
                 tasks.setdefault(name, []).append(row)
+            if args.zoo:  # its own generator: the shapes tasks stay the same with or without --zoo
+                for name, row in zoo_rows(args.out, i, random.Random(args.seed * 1_000_003 + i)).items():
+                    tasks.setdefault(name, []).append(row)
         tasks["sql"] = sql_task(args.out, scenes, random.Random(args.seed + (part == "valid")),
                                 args.scenes if part == "train" else args.valid)
         for name, rows in tasks.items():
             (args.out / f"{name}_{part}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     marker.write_text(json.dumps(stamp))
-    print(f"{args.out}: {args.scenes} train and {args.valid} valid scenes; caption, vqa, grounding, detection, sql")
+    extra = "; video, infill, table2text" if args.zoo else ""
+    print(f"{args.out}: {args.scenes} train and {args.valid} valid scenes; caption, vqa, grounding, detection, sql{extra}")
 
 
 if __name__ == "__main__":

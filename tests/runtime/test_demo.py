@@ -46,3 +46,28 @@ def test_the_demo_learns_every_task(tmp_path):
         assert trained[task]["token_accuracy"] > before[task]["token_accuracy"] + margin, task
     assert trained["vqa"]["accuracy"] > before["vqa"]["accuracy"] + 0.2
     assert trained["sql"]["sql_execution"] > before["sql"]["sql_execution"] + 0.3
+
+
+def test_the_zoo_data_and_task_file(tmp_path):
+    """`make_data.py --zoo` writes the video, infilling and table tasks zoo.ofa declares, and
+    every zoo task runs through the data path."""
+    from typer.testing import CliRunner
+
+    from ofac.cli import app
+
+    ex = tmp_path / "examples"
+    ex.mkdir()
+    for name in ("make_data.py", "zoo.ofa"):
+        shutil.copy(ROOT / "examples" / name, ex / name)
+    made = subprocess.run([sys.executable, str(ex / "make_data.py"), "--zoo", "--scenes", "6", "--valid", "2"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    rows = [json.loads(line) for line in (ex / "zoo" / "video_train.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all((ex / "zoo" / r["video"]).stat().st_size > 0 for r in rows)
+    assert rows[0]["cap"].split()[-2] == "moves"
+    runner = CliRunner()
+    assert runner.invoke(app, ["check", str(ex / "zoo.ofa")]).exit_code == 0
+    result = runner.invoke(app, ["data", str(ex / "zoo.ofa"), "-n", "1"])
+    assert result.exit_code == 0, result.output
+    for task in ("caption", "vqa", "grounding", "detection", "sql", "video_caption", "infilling", "table2text"):
+        assert f"task {task}:" in result.stdout
