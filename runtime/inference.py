@@ -25,7 +25,7 @@ from .data.dataset import TaskData
 from .data.media import load_image
 from .data.sources import open_source
 from .errors import DataError, RunError
-from .evaluate import Scorer
+from .evaluate import Scorer, samples_of
 from .execute import TaskRunner
 from .generate import generate
 from .model import GeneralistModel, ModelConfig
@@ -244,8 +244,7 @@ class OFASys:
         with torch.no_grad():
             for lo in range(0, len(rows), batch_size):
                 hi = min(lo + batch_size, len(rows))
-                samples = [data_.sample(i, np.random.default_rng((0, i))) for i in range(lo, hi)]
-                batch = collate(samples).to(self.device)
+                batch = collate(samples_of(data_, lo, hi)).to(self.device)
                 for i, (hyps, meta) in enumerate(zip(generate(self.model, batch, scorer.generation), batch.meta)):
                     n_best = [_output(scorer.output(h.tokens, meta), h.score) for h in hyps] or [Output()]
                     best = n_best[0]
