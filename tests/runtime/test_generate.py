@@ -170,3 +170,70 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(vocab):
     assert [[h.tokens for h in x] for x in a] == [[h.tokens for h in x] for x in b]
     assert all(len(x) == 4 for x in a)
     assert len({tuple(h.tokens) for x in a for h in x}) > 3  # samples differ
+
+
+# ---------------------------------------------------------------------------- the numpy backend
+
+class AsNumpy:
+    """A torch model seen through numpy arrays, as the torch-free ONNX runtime sees its graphs."""
+
+    def __init__(self, model):
+        self.m = model
+        self.vocab_size = getattr(model, "vocab_size", None)
+
+    def encode(self, batch):
+        memory, mask = self.m.encode(batch)
+        return memory.numpy(), mask.numpy()
+
+    def cross_cache(self, memory):
+        return [(k.numpy(), v.numpy()) for k, v in self.m.cross_cache(torch.from_numpy(memory))]
+
+    def decode_step(self, tokens, start, past, cross, mask, last=True):
+        t = torch.from_numpy
+        past = None if past is None else [(t(k), t(v)) for k, v in past]
+        logits, present = self.m.decode_step(t(tokens), start, past, [(t(k), t(v)) for k, v in cross], t(mask),
+                                             last=last)
+        return logits.numpy(), [(k.numpy(), v.numpy()) for k, v in present]
+
+
+def numpy_generate(model, batch, cfg):
+    from ofac.runtime.search import NumpyArrays, search
+
+    with torch.no_grad():
+        return search(AsNumpy(model), batch, cfg, NumpyArrays(cfg.seed))
+
+
+@pytest.mark.parametrize("instruction", ["[TEXT:s] -> [TEXT:t]", "[TEXT:s] -> [TEXT:p,no_loss] then [TEXT:t]"])
+def test_the_numpy_search_answers_what_the_torch_search_does(vocab, instruction):
+    answers = [vocab.encode(a) for a in ("yes", "no", "the quick brown fox", "a red circle above a blue square")]
+    rows = [{**r, "p": "a longer forced prefix" if i == 1 else "x"} for i, r in enumerate(SOURCES)]
+    for seed in range(3):
+        model = small_model(vocab, seed=seed)
+        batch = batch_of(vocab, instruction, rows)
+        for cfg in (GenerateConfig(beam=1, max_len=10), GenerateConfig(beam=4, max_len=10, len_penalty=0.5),
+                    GenerateConfig(beam=3, max_len=10, trie=Trie(answers)),
+                    GenerateConfig(beam=2, max_len=12, min_len=3, no_repeat_ngram_size=2),
+                    GenerateConfig(beam=2, max_len=8, vocabulary=tuple(range(20, 40)))):
+            a, b = generate(model, batch, cfg), numpy_generate(model, batch, cfg)
+            assert [[h.tokens for h in x] for x in b] == [[h.tokens for h in x] for x in a], cfg
+            assert np.allclose([h.score for x in b for h in x], [h.score for x in a for h in x], atol=1e-5)
+
+
+def test_numpy_sampling_is_seeded_and_top_k_1_is_greedy(vocab):
+    model = small_model(vocab, seed=2)
+    batch = batch_of(vocab, "[TEXT:s] -> [TEXT:t]", SOURCES)
+    one = numpy_generate(model, batch, GenerateConfig(beam=1, sampling=True, top_k=1, max_len=8, seed=0))
+    assert [h[0].tokens for h in one] == greedy(model, batch, max_len=8)
+    cfg = GenerateConfig(beam=4, sampling=True, temperature=1.5, top_p=0.9, max_len=8, seed=7)
+    a, b = numpy_generate(model, batch, cfg), numpy_generate(model, batch, cfg)
+    assert [[h.tokens for h in x] for x in a] == [[h.tokens for h in x] for x in b]
+    assert len({tuple(h.tokens) for x in a for h in x}) > 3
+
+
+def test_numpy_beam_search_on_known_logits():
+    A, B, C, D = 10, 11, 12, 13
+    table = {BOS: {A: 0.6, B: 0.4}, A: {C: 0.34, D: 0.33, EOS: 0.33}, B: {C: 0.95, EOS: 0.05},
+             C: {EOS: 1.0}, D: {EOS: 1.0}}
+    hyps = numpy_generate(KnownLogits(table, 20), OneSource(), GenerateConfig(beam=3, max_len=5, len_penalty=0.0))[0]
+    assert hyps[0].tokens == [B, C]
+    assert hyps[0].logprob == pytest.approx(math.log(0.4 * 0.95), abs=1e-5)
