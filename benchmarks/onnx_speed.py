@@ -4,8 +4,9 @@ backends must produce identical tokens.
 
 A tiny-preset model (d 256, FFN 1024, 4+4 layers, 4 heads) is trained for a few steps on a
 generated text task so the checkpoint is a real run directory, exported with `ofac export`,
-and both backends answer the same held-out rows through `OFASys.inference` (the same
-preprocessing and generation code; only the network differs).
+and both backends answer the same held-out rows through `.inference`: PyTorch eager with
+torch tensors and the torch search, ONNX Runtime through the torch-free runtime
+(`ofac.runtime.deploy`: numpy preprocessing, batching and search over the exported graphs).
 
   python benchmarks/onnx_speed.py [--rows 16] [--threads 2]
 
@@ -78,8 +79,9 @@ def main() -> None:
         export(run, root / "onnx")
         rows = [{"s": json.loads(line)["s"]} for line in (root / "valid.jsonl").read_text().splitlines()][:args.rows]
         eager = OFASys.from_pretrained(run)
-        ort_sys = OFASys.from_pretrained(root / "onnx", backend="onnx")
-        ort_sys.model._options.intra_op_num_threads = args.threads
+        from ofac.runtime.deploy import load
+
+        ort_sys = load(root / "onnx", threads=args.threads)
         ratios = {}
         for beam, name in ((1, "greedy"), (4, "beam4")):
             t_eager = t_ort = float("inf")

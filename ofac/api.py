@@ -88,18 +88,29 @@ class Trainer:
 
 class OFASys:
     """The OFASys hub API: `OFASys.from_pretrained(run_dir)` loads a trained generalist model
-    (needs torch; `import ofac` alone does not)."""
+    (needs torch; `import ofac` alone does not).  `backend="onnx"` loads an `ofac export` folder
+    and answers with ONNX Runtime and numpy, without importing torch."""
 
     @staticmethod
-    def from_pretrained(run_dir: str | Path, checkpoint: str = "best", device: str | None = None):
+    def from_pretrained(run_dir: str | Path, checkpoint: str = "best", device: str | None = None,
+                        backend: str = "torch"):
+        if backend == "onnx":  # not through runtime.inference, which imports torch
+            from .runtime.deploy import load as load_export
+
+            system = load_export(run_dir)
+            return system.to(device) if device else system
         from .runtime.inference import OFASys as Loaded
 
-        return Loaded.from_pretrained(run_dir, checkpoint, device)
+        return Loaded.from_pretrained(run_dir, checkpoint, device, backend=backend)
 
 
 def load(path: str | Path, **options):
-    """A run directory -> the trained model (`OFASys.from_pretrained(path, **options)`); a `.ofa`
-    task file -> its compilation (raises CompileError carrying every diagnostic)."""
-    if Path(path).is_dir():
+    """A run directory -> the trained model (`OFASys.from_pretrained(path, **options)`); an
+    `ofac export` folder -> the exported model, run by ONNX Runtime without torch; a `.ofa` task
+    file -> its compilation (raises CompileError carrying every diagnostic)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "manifest.json").exists():  # written by `ofac export`
+            options.setdefault("backend", "onnx")
         return OFASys.from_pretrained(path, **options)
     return load_task_file(path)

@@ -298,8 +298,9 @@ def infer(
     if bool(data) == (input is not None):
         raise typer.BadParameter("give the row with --data COLUMN=VALUE ..., or rows with --input FILE",
                                  param_hint="--data")
+    from ofac.api import OFASys  # the onnx backend then never imports torch
+    from ofac.runtime.answer import read_rows
     from ofac.runtime.errors import RunError
-    from ofac.runtime.inference import OFASys, read_rows
 
     try:
         system = OFASys.from_pretrained(run_dir, checkpoint, device.value if device else None, backend=backend.value)

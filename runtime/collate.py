@@ -100,7 +100,7 @@ def collate(samples: list[Sample]) -> Batch:
         for seg in s.encoder:
             bucket = groups.setdefault(seg.adaptor, [])
             row.append((seg.adaptor, len(bucket)))
-            bucket.append(seg.data)
+            bucket.append(torch.from_numpy(seg.data) if isinstance(seg.data, np.ndarray) else seg.data)
             segs.setdefault(seg.adaptor, []).append(seg)
         layout.append(row)
     norms = {}

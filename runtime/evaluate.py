@@ -11,52 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ofac import ir
 
 from .collate import collate
 from .data.dataset import TaskData
-from .errors import NotSupportedYet
-from .generate import GenerateConfig, Hypothesis, Trie, generate
-from .metrics import METRICS
+from .generate import Hypothesis, generate
 from .model import token_losses
-from .postprocess import References, decode
+from .postprocess import Scorer, closed_set
 
-
-def closed_set(task: ir.TaskIR, train: TaskData | None) -> list[str] | None:
-    """The candidate answers of a closed-set task: its `answers`, else every training target;
-    None for an open task."""
-    (gen,) = task.programs[0].find("generate")
-    if gen.get("constraint") != "trie":
-        return None
-    answers = list(gen.get("answers") or ())
-    if not answers and train is not None:
-        column = list(task.get("targets", ()))[-1]
-        answers = sorted({str(train.raw(i).get(column)) for i in range(len(train))})
-    return answers
-
-
-class Scorer:
-    """How one task is decoded and scored, read from its IR."""
-
-    def __init__(self, task: ir.TaskIR, vocab, answers: list[str] | None = None, **generation):
-        self.task, self.vocab = task, vocab
-        self.name = task.get("metric")
-        self.metric = METRICS.get(self.name)
-        program = task.programs[0]
-        (gen,) = program.find("generate")
-        (self.post,) = program.find("postprocess")
-        self.reference = References(task)
-        trie = Trie(vocab.encode(a) for a in answers) if answers else None
-        self.generation = GenerateConfig.from_op(gen, trie, **generation)
-        if task.get("output") == "box":  # a box is four bin tokens: nothing else may be generated
-            self.generation = self.generation.with_(vocabulary=tuple(vocab.bin_ids))
-        if self.name == "sql_execution" and not self.reference.databases:
-            raise NotSupportedYet(f"`metric = sql_execution` without a database (task `{task.task}`)",
-                                  help="give the instruction a `[STRUCT:db,preprocess=database]` slot, or choose "
-                                       "another metric")
-
-    def output(self, tokens: list[int], meta: dict):
-        return decode(tokens, self.vocab, self.post, meta)
+__all__ = ["Evaluation", "Scorer", "closed_set", "evaluate", "samples_of"]
 
 
 @dataclass

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ofac.ir import Op, Program, TaskIR, verify
 
 from .data.media import MediaError
 from .errors import DataError, NotSupportedYet
-from .preprocess import REGISTRY
+from .preprocess import registry
 from .preprocess.base import Context, Features, Tokens
 from .preprocess.box import box as box_tokens
 from .preprocess.box import parse_box
@@ -26,10 +25,12 @@ _IMAGE_OPS = ("preprocess.image", "preprocess.imagenet", "preprocess.imagepretra
 
 @dataclass
 class Segment:
-    """One encoder input: its adaptor and data (token ids, uint8 pixels, fbank frames)."""
+    """One encoder input: its adaptor and data (token ids as an int64 array; uint8 pixels or
+    fbank frames as the preprocessor made them: torch tensors, or numpy arrays in the torch-free
+    runtime)."""
 
     adaptor: str
-    data: torch.Tensor
+    data: object
     norm: tuple | None = None  # (mean, std) for pixels, applied on the device
     mask_border: int = 0
 
@@ -50,9 +51,11 @@ class Sample:
 
 class TaskRunner:
     """Runs one task's IR on rows.  `split` decides train-time randomness (masking, noise,
-    augmentation); at `test` the decoder's data columns may be absent (they are predicted)."""
+    augmentation); at `test` the decoder's data columns may be absent (they are predicted).
+    `media`: which preprocessors decode images, audio and video (torch | numpy)."""
 
-    def __init__(self, task: TaskIR, vocab, split: str = "train"):
+    def __init__(self, task: TaskIR, vocab, split: str = "train", media: str = "torch"):
+        self.registry = registry(media)
         for p in task.programs:
             problems = verify(p)
             if problems:
@@ -63,7 +66,7 @@ class TaskRunner:
                                   help="token targets (TEXT, BOX and their groups) are supported")
         for p in task.programs:
             for op in p.ops:
-                if op.family == "preprocess" and op.op.split(".", 1)[1] not in REGISTRY and op.op != "preprocess.box":
+                if op.family == "preprocess" and op.op.split(".", 1)[1] not in self.registry and op.op != "preprocess.box":
                     raise NotSupportedYet(f"`{op.op}` (task `{task.task}`, {op.span})")
         self.task, self.vocab, self.split = task, vocab, split
         self._plans: list[_Plan] | None = None  # built on first use: the vocab may come later
@@ -172,10 +175,10 @@ class _Run:
             if src.get("repeated"):
                 if not isinstance(value, (list, tuple)):
                     raise ValueError(f"a repeated slot reads a list, found {type(value).__name__}")
-                return [REGISTRY[name](v, attrs, self.ctx) for v in value]
+                return [self.runner.registry[name](v, attrs, self.ctx) for v in value]
             if op.op in _IMAGE_OPS:
                 return self.image(op, attrs, value, col)
-            return REGISTRY[name](value, attrs, self.ctx)
+            return self.runner.registry[name](value, attrs, self.ctx)
         except NotSupportedYet:
             raise
         except (ValueError, TypeError, KeyError, MediaError, RuntimeError, OSError) as err:
@@ -192,7 +195,7 @@ class _Run:
             slices.append((b, len(boxes), len(boxes) + len(parsed), self.program.ops[b.args[0]].get("repeated"),
                            raw is None))
             boxes += parsed
-        feats = REGISTRY[op.op.split(".", 1)[1]](value, attrs, self.ctx, boxes=boxes)
+        feats = self.runner.registry[op.op.split(".", 1)[1]](value, attrs, self.ctx, boxes=boxes)
         self.images[col] = {k: v for k, v in feats.meta.items() if k != "boxes"}
         for b, lo, hi, repeated, absent in slices:
             battrs = self.plan.attrs[b.id]
@@ -242,7 +245,7 @@ class _Run:
             if limit:
                 ids = ids[: max(0, limit - bos - eos)]
             ids = [BOS] * bos + ids + [EOS] * eos
-            return Segment(adaptor, torch.tensor(ids, dtype=torch.long))
+            return Segment(adaptor, np.asarray(ids, dtype=np.int64))
         feats = self.values[src]
         return Segment(adaptor, feats.tensor, feats.norm, feats.mask_border)
 

@@ -17,9 +17,8 @@ Dynamic axes: batch, source length (and text lengths), prefix length, cache leng
 of one example are concatenated padded (a text segment keeps its padding, masked out), which
 the encoder's attention treats exactly as the compact sequence the PyTorch path builds.
 
-`OnnxModel` offers the methods generation calls (`encode`, `cross_cache`, `decode_step`), so
-beam search, sampling, closed sets and postprocessing are the very code the PyTorch backend
-runs; only the network runs in ONNX Runtime."""
+The folder is answered without torch by `ofac.runtime.deploy` (ONNX Runtime + numpy: the same
+IR executor, search and postprocessing as the PyTorch backend)."""
 from __future__ import annotations
 
 import math
@@ -27,38 +26,17 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from ofac import __version__, ir
-from ofac.diagnostics import Diagnostic, Severity
+from ofac import __version__
 
-from .checkpoint import CheckpointError, read_json, write_json
-from .errors import RunError
+from .deploy.engine import FORMAT, VARIABLE, ExportError, encoder_graph, encoder_inputs
+from .files import write_json
+
+__all__ = ["ExportError", "encoder_inputs", "export"]
 
 FILES = ("programs.json", "tokenizer.json", "answers.json", "config.json")
-
-
-class ExportError(RunError):
-    def __init__(self, message: str, help: str = "", path: Path | None = None):
-        self.diagnostic = Diagnostic("E0119", Severity.ERROR, message, None, help=help,
-                                     file=str(path) if path else None)
-        super().__init__(message + (f"\n  help: {help}" if help else ""))
-
-
-def encoder_inputs(task: ir.TaskIR) -> tuple[str, ...]:
-    """The adaptors of a task's encoder segments, in order (its encoder graph's signature)."""
-    program = task.programs[0]
-    (concat,) = program.find("encoder.concat")
-    return tuple(program.ops[a].op.split(".", 1)[1] for a in concat.args)
-
-
-def _signature_name(adaptors: tuple[str, ...]) -> str:
-    return "-".join(adaptors)
-
-
-_VARIABLE = {"text", "audio_fbank"}  # adaptors with a lengths input
 
 
 # ------------------------------------------------------------------------------ graphs
@@ -71,7 +49,7 @@ class _Encoder(nn.Module):
     def forward(self, inputs: tuple):
         m, xs, masks, k = self.m, [], [], 0
         for name in self.adaptors:
-            if name in _VARIABLE:
+            if name in VARIABLE:
                 x, n = m.adaptors[name](inputs[k], inputs[k + 1])
                 k += 2
             else:
@@ -198,12 +176,12 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str = "best", opset
             signatures.setdefault(sig, []).append(name)
         with torch.no_grad():
             for sig, names in signatures.items():
-                gname = "encoder_" + _signature_name(sig)
+                gname = encoder_graph(sig)
                 args, dyn, ins = [], [], []
                 for k, ((adaptor, kind), x) in enumerate(zip(_flat(sig), _example_inputs(model, sig))):
                     args.append(x)
                     ins.append(f"{adaptor}_{kind}_{k}")
-                    variable = adaptor in _VARIABLE and kind == "values"
+                    variable = adaptor in VARIABLE and kind == "values"
                     dyn.append({0: batch, 1: Dim(f"length_{k}")} if variable else {0: batch})
                 log(f"exporting {gname} (tasks {', '.join(names)})")
                 graphs[gname] = _export(_Encoder(model, sig), [tuple(args)], (tuple(dyn),), ins,
@@ -232,7 +210,7 @@ def export(run_dir: str | Path, out: str | Path, checkpoint: str = "best", opset
             if (run / f).exists():
                 shutil.copyfile(run / f, tmp / f)
         write_json(tmp / "manifest.json", {
-            "ofac_version": __version__, "opset": opset, "format": "ofac-onnx-1", "checkpoint": str(system.weights),
+            "ofac_version": __version__, "opset": opset, "format": FORMAT, "checkpoint": str(system.weights),
             "model": cfg.to_dict(), "layers": L, "heads": H, "head_dim": Dh, "graphs": graphs, "encoders": encoders,
             "tasks": chosen, "adaptors": sorted({a for sig in signatures for a in sig})})
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,120 +227,6 @@ def _flat(sig: tuple[str, ...]) -> list[tuple[str, str]]:
     out = []
     for name in sig:
         out.append((name, "values"))
-        if name in _VARIABLE:
+        if name in VARIABLE:
             out.append((name, "lengths"))
     return out
-
-
-# ------------------------------------------------------------------------------ ONNX Runtime
-
-class OnnxModel:
-    """The exported graphs behind the interface generation uses (encode, cross_cache,
-    decode_step): torch tensors in and out, ONNX Runtime inside."""
-
-    def __init__(self, folder: Path, threads: int | None = None):
-        import onnxruntime as ort
-
-        self.folder = Path(folder)
-        self.manifest = read_json(self.folder / "manifest.json")
-        if self.manifest.get("format") != "ofac-onnx-1":
-            raise CheckpointError("E0111", "not an ofac ONNX export (unknown manifest format)",
-                                  self.folder / "manifest.json", help="export the run again with `ofac export`")
-        options = ort.SessionOptions()
-        # no busy-waiting after a run: the generation loop's own work follows every call, and
-        # spinning pool threads would take the cores it needs
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        self._options, self._sessions = options, {}
-        self.adaptors = set(self.manifest["adaptors"]) | {"text"}
-        self.L = self.manifest["layers"]
-        self.vocab_size = self.manifest["model"]["vocab_size"]
-        self._cross: dict[int, list] = {}
-        self._cross_np: tuple | None = None  # (the cross list of the running generation, as numpy)
-
-    def session(self, name: str):
-        if name not in self._sessions:
-            import onnxruntime as ort
-
-            path = self.folder / self.manifest["graphs"][name]["file"]
-            self._sessions[name] = ort.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
-        return self._sessions[name]
-
-    # the nn.Module methods generation calls
-    def eval(self):
-        return self
-
-    def train(self, mode: bool = True):
-        return self
-
-    @property
-    def training(self) -> bool:
-        return False
-
-    def num_parameters(self) -> int:
-        return 0
-
-    def encoder_for(self, adaptors: tuple[str, ...]) -> str:
-        name = "encoder_" + _signature_name(adaptors)
-        if name not in self.manifest["graphs"]:
-            have = [g[len("encoder_"):] for g in self.manifest["graphs"] if g.startswith("encoder_")]
-            raise ExportError(f"no exported encoder takes inputs ({', '.join(adaptors)})",
-                              help=f"exported: {'; '.join(have)}; export a task with these inputs")
-        return name
-
-    def encode(self, batch):
-        adaptors = tuple(a for a, _ in batch.layout[0])
-        if any(tuple(a for a, _ in lay) != adaptors for lay in batch.layout):
-            raise ExportError("a batch mixing instructions with different inputs", help="answer them separately")
-        feeds, k = {}, 0
-        sess = self.session(self.encoder_for(adaptors))
-        names = [i.name for i in sess.get_inputs()]
-        for pos, name in enumerate(adaptors):
-            rows = [lay[pos][1] for lay in batch.layout]
-            feeds[names[k]] = batch.inputs[name][rows].cpu().numpy()
-            k += 1
-            if name in _VARIABLE:
-                feeds[names[k]] = batch.lengths[name][rows].cpu().numpy().astype(np.int64)
-                k += 1
-        out = sess.run(None, feeds)
-        memory = torch.from_numpy(out[0])
-        mask = torch.from_numpy(out[1]) == 0  # additive -> boolean (True = real)
-        self._cross[id(memory)] = [(torch.from_numpy(out[2 + 2 * i]), torch.from_numpy(out[3 + 2 * i]))
-                                   for i in range(self.L)]
-        return memory, mask
-
-    def cross_cache(self, memory):
-        return self._cross.pop(id(memory))
-
-    def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = True, pack=None):
-        np_ = lambda t: np.ascontiguousarray(t.cpu().numpy())  # noqa: E731
-        if self._cross_np is None or self._cross_np[0] is not cross:  # the same list every step
-            self._cross_np = (cross, [np_(t) for kv in cross for t in kv])
-        cross_flat = self._cross_np[1]
-        if past is None:
-            sess = self.session("decoder")
-            feeds = [np_(tokens), np_(memory_mask), *cross_flat]
-        else:
-            sess = self.session("decoder_with_past")
-            feeds = [np_(tokens), np.array([start], dtype=np.int64), np_(memory_mask),
-                     *[np_(t) for kv in past for t in kv], *cross_flat]
-        names = [i.name for i in sess.get_inputs()]
-        out = sess.run(None, dict(zip(names, feeds)))
-        present = [(torch.from_numpy(out[1 + 2 * i]), torch.from_numpy(out[2 + 2 * i])) for i in range(self.L)]
-        return torch.from_numpy(out[0])[:, None], present
-
-
-def load_export(folder: Path, threads: int | None = None):
-    """(OnnxModel, config, programs, answers, vocab) of an export folder."""
-    from .tokenizer import Vocab
-
-    folder = Path(folder)
-    if not (folder / "manifest.json").exists():
-        raise CheckpointError("E0110", "not an ONNX export folder (no manifest.json)", folder,
-                              help="write one with `ofac export RUN_DIR --out DIR`")
-    model = OnnxModel(folder, threads)
-    config = read_json(folder / "config.json")
-    programs = {t.task: t for t in map(ir.from_json, read_json(folder / "programs.json"))}
-    answers = read_json(folder / "answers.json") if (folder / "answers.json").exists() else {}
-    return model, config, programs, answers, Vocab.load(folder / "tokenizer.json")

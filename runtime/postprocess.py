@@ -1,13 +1,17 @@
 """Postprocess ops of the IR: generated tokens back into outputs (text, a box in the pixels of
 the original image, or a list of (box, label) objects), and the references a task's metric
-compares them with.  Validation and inference share these, so both score the same way."""
+compares them with, and the Scorer that reads both from a task's IR.  Validation and inference
+share these, so both score the same way; nothing here imports torch."""
 from __future__ import annotations
 
 import json
 
 from ofac import ir
 
+from .errors import NotSupportedYet
+from .metrics import METRICS
 from .preprocess.box import dequantize, parse_box
+from .search import GenerateConfig, Trie
 
 
 def _image(meta: dict, post: ir.Op) -> dict:
@@ -89,3 +93,40 @@ class References:
         if self.metric == "sql_execution":
             return text, (meta.get("databases") or {}).get(self.databases[0]) if self.databases else None
         return text
+
+
+def closed_set(task: ir.TaskIR, train=None) -> list[str] | None:
+    """The candidate answers of a closed-set task: its `answers`, else every training target;
+    None for an open task."""
+    (gen,) = task.programs[0].find("generate")
+    if gen.get("constraint") != "trie":
+        return None
+    answers = list(gen.get("answers") or ())
+    if not answers and train is not None:
+        column = list(task.get("targets", ()))[-1]
+        answers = sorted({str(train.raw(i).get(column)) for i in range(len(train))})
+    return answers
+
+
+class Scorer:
+    """How one task is decoded and scored, read from its IR."""
+
+    def __init__(self, task: ir.TaskIR, vocab, answers: list[str] | None = None, **generation):
+        self.task, self.vocab = task, vocab
+        self.name = task.get("metric")
+        self.metric = METRICS.get(self.name)
+        program = task.programs[0]
+        (gen,) = program.find("generate")
+        (self.post,) = program.find("postprocess")
+        self.reference = References(task)
+        trie = Trie(vocab.encode(a) for a in answers) if answers else None
+        self.generation = GenerateConfig.from_op(gen, trie, **generation)
+        if task.get("output") == "box":  # a box is four bin tokens: nothing else may be generated
+            self.generation = self.generation.with_(vocabulary=tuple(vocab.bin_ids))
+        if self.name == "sql_execution" and not self.reference.databases:
+            raise NotSupportedYet(f"`metric = sql_execution` without a database (task `{task.task}`)",
+                                  help="give the instruction a `[STRUCT:db,preprocess=database]` slot, or choose "
+                                       "another metric")
+
+    def output(self, tokens: list[int], meta: dict):
+        return decode(tokens, self.vocab, self.post, meta)

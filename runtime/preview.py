@@ -96,10 +96,10 @@ def preview(run, base_dir: Path | None = None, task: str | None = None, split: s
                 continue
             result.lines.append(f"  row {s.meta['row']}:")
             for seg in s.encoder:
-                if seg.data.dtype.is_floating_point or seg.data.dim() > 1:
-                    result.lines.append(f"    encoder {seg.adaptor:<22} {str(seg.data.dtype)[6:]}{list(seg.data.shape)}")
-                else:
+                if isinstance(seg.data, np.ndarray) and seg.data.dtype == np.int64:  # token ids
                     result.lines.append(f"    encoder {seg.adaptor:<22} {show_tokens(vocab, seg.data)}")
+                else:
+                    result.lines.append(f"    encoder {seg.adaptor:<22} {str(seg.data.dtype)[6:]}{list(seg.data.shape)}")
             forced = show_tokens(vocab, s.target[:s.prefix])
             trained = show_tokens(vocab, [t for t, m in zip(s.target, s.loss_mask) if m])
             if forced:

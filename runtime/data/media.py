@@ -115,6 +115,17 @@ def load_audio(value, base_dir: Path | None = None) -> tuple[np.ndarray, int]:
     return _mono(wav.T if wav.ndim == 2 else wav), int(rate)
 
 
+def embedded_features(value, dim: int) -> np.ndarray:
+    """Pre-extracted audio features [frames, dim]: base64 of big-endian float32, or numbers."""
+    if isinstance(value, str):
+        arr = np.frombuffer(base64.b64decode(value), dtype=">f4").astype(np.float32)
+    else:
+        arr = np.asarray(value, dtype=np.float32)
+    if arr.size % dim:
+        raise ValueError(f"{arr.size} feature values do not split into frames of dim={dim}")
+    return arr.reshape(-1, dim).copy()
+
+
 def _mono(wav: np.ndarray) -> np.ndarray:
     if wav.ndim == 2:  # channels first after transposition
         wav = wav.mean(axis=0) if wav.shape[0] <= 8 else wav.mean(axis=1)

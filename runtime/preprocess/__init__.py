@@ -1,11 +1,38 @@
 """Preprocessors by IR op name (`preprocess.<name>`), one module per modality.  Adding one
-is adding a module here with a PREPROCESSORS dict."""
+is adding a module here with a PREPROCESSORS dict.
+
+Two registries share the token modalities (TEXT, STRUCT, PHONE, BOX: pure Python and numpy)
+and differ in the media ones: `registry("torch")` decodes images, audio and video into torch
+tensors with torchvision/torchaudio (the training data path); `registry("numpy")` does the same
+steps with Pillow and numpy (the torch-free ONNX runtime, `ofac.runtime.deploy`).  Nothing here
+imports torch until the torch registry is asked for."""
 from __future__ import annotations
 
-from . import audio, image, motion, phone, struct, text, video
+import importlib
+
 from .text import not_yet
 
-REGISTRY = {}
-for _module in (text, image, audio, video, struct, phone, motion):
-    REGISTRY.update(_module.PREPROCESSORS)
-REGISTRY["image_vqgan"] = not_yet("image_vqgan", "image generation needs a VQGAN tokenizer, not built yet")
+_TOKENS = ("text", "struct", "phone", "motion")
+_MEDIA = {"torch": ("image", "audio", "video"), "numpy": ()}
+_registries: dict[str, dict] = {}
+
+
+def registry(media: str = "torch") -> dict:
+    """op name -> preprocessor, with the media preprocessors of `media` (torch | numpy)."""
+    if media not in _registries:
+        out: dict = {}
+        for name in _TOKENS + _MEDIA[media]:
+            out.update(importlib.import_module(f"{__name__}.{name}").PREPROCESSORS)
+        if media == "numpy":
+            from ..deploy.media import PREPROCESSORS
+
+            out.update(PREPROCESSORS)
+        out["image_vqgan"] = not_yet("image_vqgan", "image generation needs a VQGAN tokenizer, not built yet")
+        _registries[media] = out
+    return _registries[media]
+
+
+def __getattr__(name: str):
+    if name == "REGISTRY":  # the training registry, built on first use
+        return registry("torch")
+    raise AttributeError(name)

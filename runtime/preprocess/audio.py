@@ -2,14 +2,13 @@
 Kaldi log-mel fbank with utterance mean/variance normalization; SpecAugment at train time."""
 from __future__ import annotations
 
-import base64
 import functools
 
 import numpy as np
 import torch
 import torchaudio
 
-from ..data.media import load_audio
+from ..data.media import embedded_features, load_audio
 from .base import Context, Features
 
 
@@ -60,14 +59,7 @@ def audio(value, attrs: dict, ctx: Context) -> Features:
 
 def audio_embed(value, attrs: dict, ctx: Context) -> Features:
     """Pre-extracted features: base64 of big-endian float32, `dim` values per frame."""
-    if isinstance(value, str):
-        arr = np.frombuffer(base64.b64decode(value), dtype=">f4").astype(np.float32)
-    else:
-        arr = np.asarray(value, dtype=np.float32)
-    dim = attrs["dim"]
-    if arr.size % dim:
-        raise ValueError(f"{arr.size} feature values do not split into frames of dim={dim}")
-    return Features(torch.from_numpy(arr.reshape(-1, dim).copy()))
+    return Features(torch.from_numpy(embedded_features(value, attrs["dim"])))
 
 
 PREPROCESSORS = {"audio": audio, "audio_embed": audio_embed}

@@ -39,30 +39,60 @@ def test_the_folder_holds_checked_graphs_and_a_manifest(exported):
         assert (folder / f).exists()
 
 
-def test_encoder_and_step_logits_match_pytorch(exported):
-    torch_sys = OFASys.from_pretrained(exported / "run")
-    onnx_sys = OFASys.from_pretrained(exported / "onnx", backend="onnx")
-    task = torch_sys.task("caption")
-    from ofac.runtime.data.dataset import TaskData
+def _batches(system, task, data, media_rows, n=2):
+    """The torch collate of the first rows, and the numpy collate of the same rows preprocessed
+    by the numpy media preprocessors."""
     from ofac.runtime.data.sources import open_source
+    from ofac.runtime.deploy import engine
     from ofac.runtime.execute import TaskRunner
 
-    data = TaskData(TaskRunner(task, torch_sys.vocab, "test"), [open_source(rows(exported, "cap"), base_dir=exported)])
-    batch = collate([data.sample(i, np.random.default_rng(0)) for i in range(1)]).to("cpu")
+    source = open_source(media_rows, base_dir=data)
+    out = []
+    for media, pack in (("torch", lambda s: collate(s).to("cpu")), ("numpy", engine.collate)):
+        runner = TaskRunner(system.task(task), system.vocab, "test", media=media)
+        out.append(pack([runner(source.row(i), np.random.default_rng(0), source.base_dir) for i in range(n)]))
+    return out
+
+
+def test_encoder_and_step_logits_match_pytorch(exported):
+    from ofac.runtime.deploy import engine, load
+
+    torch_sys, onnx_sys = OFASys.from_pretrained(exported / "run"), load(exported / "onnx")
+    batch, _ = _batches(torch_sys, "caption", exported, rows(exported, "cap"))
+    same = engine.ArrayBatch(batch.tasks, {k: v.numpy() for k, v in batch.inputs.items()},
+                             {k: v.numpy() for k, v in batch.lengths.items()}, batch.layout,
+                             batch.decoder_input.numpy(), batch.prefix.numpy(), batch.meta)
     with torch.no_grad():
         mem_t, mask_t = torch_sys.model.encode(batch)
-        mem_o, mask_o = onnx_sys.model.encode(batch)
-        torch.testing.assert_close(mem_o, mem_t, atol=1e-4, rtol=1e-4)
+        mem_o, mask_o = onnx_sys.model.encode(same)
+        np.testing.assert_allclose(mem_o, mem_t.numpy(), atol=1e-4, rtol=1e-4)
+        assert (mask_o == mask_t.numpy()).all()
         cross_t, cross_o = torch_sys.model.cross_cache(mem_t), onnx_sys.model.cross_cache(mem_o)
         additive = torch.zeros(mask_t.shape).masked_fill(~mask_t, float("-inf"))
-        tokens = torch.tensor([[0, 10, 20, 30]])
+        tokens = torch.tensor([[0, 10, 20, 30], [0, 11, 12, 13]])
         lt, past_t = torch_sys.model.decode_step(tokens[:, :2], 0, None, cross_t, additive, last=True)
-        lo, past_o = onnx_sys.model.decode_step(tokens[:, :2], 0, None, cross_o, additive)
-        torch.testing.assert_close(lo, lt, atol=1e-4, rtol=1e-4)
+        lo, past_o = onnx_sys.model.decode_step(tokens[:, :2].numpy(), 0, None, cross_o, additive.numpy())
+        np.testing.assert_allclose(lo, lt.numpy(), atol=1e-4, rtol=1e-4)
         for t in (2, 3):  # steps over the cache
             lt, past_t = torch_sys.model.decode_step(tokens[:, t:t + 1], t, past_t, cross_t, additive, last=True)
-            lo, past_o = onnx_sys.model.decode_step(tokens[:, t:t + 1], t, past_o, cross_o, additive)
-            torch.testing.assert_close(lo, lt, atol=1e-4, rtol=1e-4)
+            lo, past_o = onnx_sys.model.decode_step(tokens[:, t:t + 1].numpy(), t, past_o, cross_o, additive.numpy())
+            np.testing.assert_allclose(lo, lt.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_numpy_preprocessing_matches_the_torch_data_path(exported):
+    torch_sys = OFASys.from_pretrained(exported / "run")
+    for task, name in (("caption", "cap"), ("middle", "txt")):
+        t, n = _batches(torch_sys, task, exported, rows(exported, name), n=4)
+        assert t.layout == n.layout and (n.decoder_input == t.decoder_input.numpy()).all()
+        assert (n.prefix == t.prefix.numpy()).all()
+        for adaptor, x in t.inputs.items():
+            if x.dtype == torch.long:  # tokens: identical
+                assert (n.inputs[adaptor] == x.numpy()).all() and (n.lengths[adaptor] == t.lengths[adaptor].numpy()).all()
+            else:  # pixels: Pillow and torchvision round a resize differently, by one level at most
+                step = 1 / 255 / 0.5  # one uint8 level, normalized with std 0.5
+                diff = np.abs(n.inputs[adaptor] - x.numpy())
+                assert diff.max() <= step * 1.01 and (diff > 1e-6).mean() < 0.02
+        assert [m["images"] for m in n.meta] == [m["images"] for m in t.meta]
 
 
 @pytest.mark.parametrize("beam", [1, 4])
@@ -106,3 +136,60 @@ def test_cli_export_and_infer_with_the_onnx_backend(exported, tmp_path):
     assert onnx_out.exit_code == 0 and onnx_out.stdout == torch_out.stdout
     missing = cli.invoke(app, ["infer", str(tmp_path / "x"), "-t", "caption", "-d", "img=x.png", "--backend", "onnx"])
     assert missing.exit_code == 1 and "no exported encoder" in missing.stderr
+
+
+BLOCK_TORCH = """
+import sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "torchaudio"):
+            raise ImportError(name + " is blocked in this process")
+sys.meta_path.insert(0, Blocked())
+"""
+
+ANSWER = BLOCK_TORCH + """
+import json
+import ofac
+model = ofac.load(sys.argv[1])
+rows, base, beam = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+out = {task: [[o.text, o.score, [h.text for h in o.n_best]] for o in model.inference(task, r, base_dir=base,
+                                                                                      beam_size=beam)]
+       for task, r in rows.items()}
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "torchaudio"))
+print(json.dumps({"answers": out, "torch_modules": loaded, "type": type(model).__name__}))
+"""
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_the_export_answers_in_a_process_without_torch(exported, beam):
+    import subprocess
+    import sys
+
+    data = {task: [{k: v for k, v in r.items() if k in ("img", "s")} for r in rows(exported, name)]
+            for task, name in (("caption", "cap"), ("middle", "txt"))}
+    proc = subprocess.run([sys.executable, "-c", ANSWER, str(exported / "onnx"), json.dumps(data), str(exported),
+                           str(beam)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["torch_modules"] == [] and got["type"] == "Deployed"
+    torch_sys = OFASys.from_pretrained(exported / "run")
+    for task, r in data.items():
+        expected = torch_sys.inference(task, r, base_dir=exported, beam_size=beam)
+        answers = got["answers"][task]
+        assert [a[0] for a in answers] == [o.text for o in expected], task
+        assert [a[2] for a in answers] == [[h.text for h in o.n_best] for o in expected], task
+        assert np.allclose([a[1] for a in answers], [o.score for o in expected], atol=1e-4)
+
+
+def test_the_cli_answers_with_the_export_without_torch(exported):
+    import subprocess
+    import sys
+
+    row = rows(exported, "txt")[0]
+    cli = BLOCK_TORCH + "from ofac.cli import main\nsys.argv[0] = 'ofac'\nmain()\n"
+    proc = subprocess.run([sys.executable, "-c", cli, "infer", str(exported / "onnx"), "-t", "middle", "-d",
+                           f"s={row['s']}", "--backend", "onnx", "--format", "json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    expected = OFASys.from_pretrained(exported / "run").inference("middle", {"s": row["s"]})
+    assert json.loads(proc.stdout)["text"] == expected.text
