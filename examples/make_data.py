@@ -20,6 +20,13 @@ With `--zoo` also (see examples/zoo.ofa):
   video.jsonl      video, cap      MP4 clips (PyAV) of a shape moving: "a red circle moves up"
   infill.jsonl     sentence        templated sentences, for span infilling
   table2text.jsonl triples, tgt    (subject, relation, object) triples -> one sentence
+  compress.jsonl   src, tgt        a wordy sentence -> its short form (summarization-style)
+  speech.jsonl     wav, text       FLAC speech of digit strings and short phrases, synthesized
+                                   by espeak-ng (examples/speech.py) in six voices, at varied
+                                   speed and pitch: "three one four", "the red circle moves up"
+  digits.jsonl     img, label      scikit-learn's bundled handwritten digits (1797 8x8 scans by
+                                   43 writers; the valid split is writers' digits never trained
+                                   on), upsampled to 64x64 PNGs: "seven"
 
 Each file has a train and a valid split (`*_train.jsonl`, `*_valid.jsonl`) from disjoint
 scenes.  An existing output with the same settings is kept (`--force` regenerates)."""
@@ -171,18 +178,59 @@ def moving_clip(path: Path, colour: str, kind: str, direction: str, rng: random.
             out.mux(packet)
 
 
-def zoo_rows(out: Path, i: int, rng: random.Random) -> dict[str, dict]:
-    """The zoo's extra tasks for example i: a video clip, an infilling sentence, triples."""
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+HEDGES = ("as far as anyone can tell", "if you look closely", "without any doubt", "at this very moment")
+VERBS = ("sits", "rests", "stays", "waits")
+
+
+def zoo_rows(out: Path, i: int, rng: random.Random, speaker) -> dict[str, dict]:
+    """The zoo's extra tasks for example i: a video clip, an infilling sentence, triples, a
+    sentence to compress, and speech."""
+    import numpy as np
+    import soundfile as sf
+
+    from speech import VOICES
+
     colour, kind = rng.choice(list(COLOURS)), rng.choice(SHAPES)
     direction, size, place = rng.choice(list(DIRECTIONS)), rng.choice(SIZES), rng.choice(PLACES)
     moving_clip(out / "video" / f"{i}.mp4", colour, kind, direction, rng)
     other = rng.choice([c for c in COLOURS if c != colour])
+    if rng.random() < 0.6:
+        spoken = " ".join(rng.choice(DIGITS) for _ in range(rng.randint(2, 4)))
+    else:
+        c, k = rng.choice(list(COLOURS)), rng.choice(SHAPES)
+        spoken = f"the {c} {k} moves {rng.choice(list(DIRECTIONS))}"
+    wav, rate = speaker.say(spoken, voice=rng.choice(VOICES), wpm=rng.randint(140, 200), pitch=rng.randint(30, 70))
+    sf.write(out / "speech" / f"{i}.flac", (wav.astype(np.float32) / 32768.0), rate)
     return {
         "video": {"video": f"video/{i}.mp4", "cap": f"a {colour} {kind} moves {direction}"},
         "infill": {"sentence": f"the {size} {colour} {kind} sits at the {place} next to a {other} one"},
         "table2text": {"triples": [[kind, "colour", colour], [kind, "size", size], [kind, "place", place]],
                        "tgt": f"the {size} {kind} at the {place} is {colour}"},
+        "compress": {"src": f"{rng.choice(HEDGES)} , the {size} {colour} {kind} that you can see in the picture "
+                            f"{rng.choice(VERBS)} quietly over at the {place} , {rng.choice(HEDGES)}",
+                     "tgt": f"{size} {colour} {kind} at the {place}"},
+        "speech": {"wav": f"speech/{i}.flac", "text": spoken},
     }
+
+
+def digits_rows(out: Path, valid_share: float = 0.2) -> dict[str, list]:
+    """scikit-learn's handwritten digits as 64x64 PNGs; the last `valid_share` of the set (its
+    scans come from writers after the first ones) is the valid split."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    (out / "digits").mkdir(exist_ok=True)
+    rows = []
+    for k, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+        ink = (255 - pixels / 16.0 * 255).astype(np.uint8)  # dark ink on white, as scanned
+        Image.fromarray(ink).resize((SIZE, SIZE), Image.Resampling.BILINEAR).convert("RGB").save(
+            out / "digits" / f"{k}.png")
+        rows.append({"img": f"digits/{k}.png", "label": DIGITS[int(label)]})
+    cut = int(len(rows) * (1 - valid_share))
+    return {"train": rows[:cut], "valid": rows[cut:]}
 
 
 def main() -> None:
@@ -194,13 +242,19 @@ def main() -> None:
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--zoo", action="store_true", help="also the video, infilling and table-to-text tasks")
     args = ap.parse_args()
-    stamp = {"scenes": args.scenes, "valid": args.valid, "seed": args.seed, "version": 2, "zoo": args.zoo}
+    stamp = {"scenes": args.scenes, "valid": args.valid, "seed": args.seed, "version": 3, "zoo": args.zoo}
     marker = args.out / "settings.json"
     if not args.force and marker.exists() and json.loads(marker.read_text()) == stamp:
         print(f"{args.out}: up to date")
         return
     (args.out / "images").mkdir(parents=True, exist_ok=True)
-    (args.out / "video").mkdir(exist_ok=True)
+    speaker = digits = None
+    if args.zoo:
+        from speech import Speaker
+
+        (args.out / "video").mkdir(exist_ok=True)
+        (args.out / "speech").mkdir(exist_ok=True)
+        speaker, digits = Speaker(), digits_rows(args.out)
     rng = random.Random(args.seed)
     total = args.scenes + args.valid
     scenes = [scene(rng) for _ in range(total)]
@@ -212,14 +266,18 @@ def main() -> None:
             for name, row in rows_for(i, scenes[i], rng).items():
                 tasks.setdefault(name, []).append(row)
             if args.zoo:  # its own generator: the shapes tasks stay the same with or without --zoo
-                for name, row in zoo_rows(args.out, i, random.Random(args.seed * 1_000_003 + i)).items():
+                for name, row in zoo_rows(args.out, i, random.Random(args.seed * 1_000_003 + i), speaker).items():
                     tasks.setdefault(name, []).append(row)
+        if digits is not None:
+            tasks["digits"] = digits[part]
         tasks["sql"] = sql_task(args.out, scenes, random.Random(args.seed + (part == "valid")),
                                 args.scenes if part == "train" else args.valid)
         for name, rows in tasks.items():
             (args.out / f"{name}_{part}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if speaker is not None:
+        speaker.close()
     marker.write_text(json.dumps(stamp))
-    extra = "; video, infill, table2text" if args.zoo else ""
+    extra = "; video, infill, table2text, compress, speech, digits" if args.zoo else ""
     print(f"{args.out}: {args.scenes} train and {args.valid} valid scenes; caption, vqa, grounding, detection, sql{extra}")
 
 

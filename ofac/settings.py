@@ -32,7 +32,7 @@ class BlockSchema:
         return next((s for s in self.settings if s.name == name), None)
 
 
-METRICS = ("auto", "accuracy", "exact_match", "bleu", "cider", "rouge", "iou_acc", "map", "wer",
+METRICS = ("auto", "accuracy", "exact_match", "bleu", "cider", "rouge", "iou_acc", "map", "map50", "wer",
            "sql_execution", "none")
 
 GENERATE = BlockSchema("generate", "decoding settings for validation and inference", (

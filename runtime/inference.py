@@ -63,7 +63,7 @@ class OFASys(Answerer):
         weights = _weights_of(run_dir, checkpoint)
         vocab, programs, answers = read_run_files(run_dir)
         cfg = config["model"]
-        model = GeneralistModel(ModelConfig(**{**cfg, "adaptors": tuple(cfg["adaptors"])}))
+        model = GeneralistModel(ModelConfig.from_dict(cfg))
         load_weights(model, weights)
         model.eval()
         out = cls(run_dir, model, vocab, config, programs, answers, weights)

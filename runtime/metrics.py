@@ -74,9 +74,10 @@ def rouge_l(preds: list[str], refs: list[str]) -> float:
     return sum(scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)) / max(1, len(refs))
 
 
-def mean_ap(preds: list[list], refs: list[list]) -> float:
-    """COCO mAP@[.5:.95] of detections: each prediction and reference a list of (box, label);
-    a generated object has score 1 (the sequence carries no per-object confidence)."""
+def mean_ap(preds: list[list], refs: list[list], key: str = "map") -> float:
+    """COCO mAP@[.5:.95] of detections (`key="map_50"`: mAP at IoU 0.5): each prediction and
+    reference a list of (box, label); a generated object has score 1 (the sequence carries no
+    per-object confidence)."""
     import torch
     from torchmetrics.detection import MeanAveragePrecision
 
@@ -92,7 +93,7 @@ def mean_ap(preds: list[list], refs: list[list]) -> float:
 
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
     metric.update([target(p or [], True) for p in preds], [target(r, False) for r in refs])
-    value = float(metric.compute()["map"])
+    value = float(metric.compute()[key])
     return max(0.0, value)  # -1: no reference objects at all
 
 
@@ -106,5 +107,6 @@ def sql_execution(preds: list[str], refs: list[tuple]) -> float:
 
 
 METRICS = {"accuracy": accuracy, "exact_match": accuracy, "bleu": bleu, "wer": wer, "cider": cider,
-           "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap, "sql_execution": sql_execution}
+           "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap,
+           "map50": lambda preds, refs: mean_ap(preds, refs, "map_50"), "sql_execution": sql_execution}
 LOWER_IS_BETTER = {"wer"}

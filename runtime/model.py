@@ -40,19 +40,25 @@ class ModelConfig:
     n_mels: int = 80
     video_frames: int = 8
     adaptors: tuple[str, ...] = ("text",)  # encoder adaptors the run's tasks use
+    bin_ids: tuple[int, int] = (0, 0)  # (first id, count) of the box-bin tokens: initialized in order
 
     @classmethod
-    def from_settings(cls, model: dict, vocab_size: int, adaptors) -> "ModelConfig":
+    def from_settings(cls, model: dict, vocab_size: int, adaptors, bin_ids: tuple[int, int] = (0, 0)) -> "ModelConfig":
         """From a `.ofa` model block: the preset, then any field it overrides."""
         fields = dict(PRESETS[model.get("preset", "tiny")])
         for key in ("d_model", "ffn_dim", "encoder_layers", "decoder_layers", "heads", "dropout", "image_size",
                     "patch_size", "video_frames"):
             if model.get(key) is not None:
                 fields[key] = model[key]
-        return cls(vocab_size=vocab_size, adaptors=tuple(sorted(set(adaptors))), **fields)
+        return cls(vocab_size=vocab_size, adaptors=tuple(sorted(set(adaptors))), bin_ids=tuple(bin_ids), **fields)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """From `to_dict` output read back from JSON (lists become tuples again)."""
+        return cls(**{**d, "adaptors": tuple(d["adaptors"]), "bin_ids": tuple(d.get("bin_ids", (0, 0)))})
 
     def __post_init__(self):
         if self.d_model % self.heads:
@@ -178,6 +184,23 @@ class TextAdaptor(nn.Module):
         return x, lengths
 
 
+def sincos(positions: torch.Tensor, d: int, span: int) -> torch.Tensor:
+    """[n] positions in [0, span) -> [n, d] sin/cos features at geometric frequencies from one
+    radian per position down to about a quarter turn over the span (the Transformer's scheme with
+    its 10000 scaled to the span: a short grid keeps every feature informative)."""
+    freq = 1.0 / (4.0 * span) ** (torch.arange(d // 2, dtype=torch.float32) / (d // 2))
+    angle = positions.float()[:, None] * freq[None]
+    return torch.cat([angle.sin(), angle.cos()], 1)
+
+
+def sincos_2d(grid: int, d: int) -> torch.Tensor:
+    """[grid*grid, d] initial positions of an image grid (row-major): half the features encode
+    the row, half the column (as MAE).  Learnable afterwards; starting from coordinates rather
+    than noise is what lets a model trained from scratch localize (grounding, detection) early."""
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    return torch.cat([sincos(ys.flatten(), d // 2, grid), sincos(xs.flatten(), d - d // 2, grid)], 1)
+
+
 class PatchAdaptor(nn.Module):
     """Images [N, 3, S, S] -> (S/p)^2 patch vectors (a ViT-style convolutional patch embedding)."""
 
@@ -185,8 +208,7 @@ class PatchAdaptor(nn.Module):
         super().__init__()
         self.proj = nn.Conv2d(3, cfg.d_model, cfg.patch_size, stride=cfg.patch_size)
         self.grid = cfg.image_size // cfg.patch_size
-        self.pos = nn.Parameter(torch.zeros(self.grid * self.grid, cfg.d_model))
-        nn.init.normal_(self.pos, std=0.02)
+        self.pos = nn.Parameter(sincos_2d(self.grid, cfg.d_model))
 
     def forward(self, images, lengths=None):
         x = self.proj(images)  # [N, D, g, g]
@@ -210,9 +232,7 @@ class ResNetAdaptor(nn.Module):
         widths = [3, 32, 64, 128, d]
         self.stages = nn.ModuleList(stage(a, b) for a, b in zip(widths, widths[1:]))  # 4 x stride 2 = 16
         self.skips = nn.ModuleList(nn.Conv2d(a, b, 1, stride=2) for a, b in zip(widths, widths[1:]))
-        grid = cfg.image_size // 16
-        self.pos = nn.Parameter(torch.zeros(grid * grid, d))
-        nn.init.normal_(self.pos, std=0.02)
+        self.pos = nn.Parameter(sincos_2d(cfg.image_size // 16, d))
 
     def forward(self, images, lengths=None):
         x = images
@@ -279,6 +299,10 @@ class GeneralistModel(nn.Module):
         d = cfg.d_model
         self.embed = nn.Embedding(cfg.vocab_size, d, padding_idx=1)
         nn.init.normal_(self.embed.weight, std=d ** -0.5)
+        first, count = cfg.bin_ids
+        if count:  # box bins start ordered: neighbouring coordinates alike (unit norm, like the rest)
+            with torch.no_grad():
+                self.embed.weight[first:first + count] = sincos(torch.arange(count), d, count) * (2 / d) ** 0.5
         names = sorted(set(cfg.adaptors) | {"text"})
         self.adaptors = nn.ModuleDict({n: build_adaptor(n, cfg, self.embed) for n in names})
         self.types = nn.ParameterDict({n: nn.Parameter(torch.zeros(d)) for n in names})  # which segment is which

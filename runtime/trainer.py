@@ -107,7 +107,9 @@ class Trainer:
     # ------------------------------------------------------------------ setup
 
     def _config(self, vocab: Vocab) -> dict:
-        cfg = ModelConfig.from_settings(self.spec.model, len(vocab), _adaptors(self.spec.irs))
+        ids = vocab.bin_ids
+        bins = (ids[0], len(ids)) if ids and ids[-1] - ids[0] + 1 == len(ids) else (0, 0)
+        cfg = ModelConfig.from_settings(self.spec.model, len(vocab), _adaptors(self.spec.irs), bins)
         return {"ofac_version": __version__, "model": cfg.to_dict(), "model_block": {k: v for k, v in self.spec.model.items() if not isinstance(v, tuple)},
                 "tasks": [t.name for t in self.spec.tasks],
                 "source": str(Path(self.spec.source).resolve()) if Path(self.spec.source).is_file() else self.spec.source,
@@ -210,7 +212,7 @@ class Trainer:
             raise NotSupportedYet("`ema` with `parallel = fsdp`", help="use `parallel = ddp`, or train without ema")
         self.par.barrier()  # every rank has checked the run directory before rank 0 writes to it
         torch.manual_seed(self.opts["seed"])  # the same initial weights on every rank
-        model = GeneralistModel(ModelConfig(**{**config["model"], "adaptors": tuple(config["model"]["adaptors"])}))
+        model = GeneralistModel(ModelConfig.from_dict(config["model"]))
         opt_state = state = None
         if ckpt is not None:
             opt_state, state = read_checkpoint(ckpt, model)

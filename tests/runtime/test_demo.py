@@ -35,7 +35,7 @@ def test_the_demo_learns_every_task(tmp_path):
     vocab = Vocab.load(run / "tokenizer.json")
     cfg = json.loads((run / "config.json").read_text())["model"]
     torch.manual_seed(1)
-    untrained = GeneralistModel(ModelConfig(**{**cfg, "adaptors": tuple(cfg["adaptors"])}))
+    untrained = GeneralistModel(ModelConfig.from_dict(cfg))
     judge = Trainer(compiled, ex, out=tmp_path / "unused")
     before = judge.validate(untrained, task_data(compiled, ex, "valid", vocab), train=task_data(compiled, ex, "train",
                                                                                                 vocab))
@@ -49,15 +49,15 @@ def test_the_demo_learns_every_task(tmp_path):
 
 
 def test_the_zoo_data_and_task_file(tmp_path):
-    """`make_data.py --zoo` writes the video, infilling and table tasks zoo.ofa declares, and
-    every zoo task runs through the data path."""
+    """`make_data.py --zoo` writes the video, infilling, table, compression, speech and digits
+    tasks zoo.ofa declares, and every zoo task runs through the data path."""
     from typer.testing import CliRunner
 
     from ofac.cli import app
 
     ex = tmp_path / "examples"
     ex.mkdir()
-    for name in ("make_data.py", "zoo.ofa"):
+    for name in ("make_data.py", "speech.py", "zoo.ofa"):
         shutil.copy(ROOT / "examples" / name, ex / name)
     made = subprocess.run([sys.executable, str(ex / "make_data.py"), "--zoo", "--scenes", "6", "--valid", "2"],
                           capture_output=True, text=True)
@@ -65,9 +65,19 @@ def test_the_zoo_data_and_task_file(tmp_path):
     rows = [json.loads(line) for line in (ex / "zoo" / "video_train.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all((ex / "zoo" / r["video"]).stat().st_size > 0 for r in rows)
     assert rows[0]["cap"].split()[-2] == "moves"
+    speech = [json.loads(line) for line in (ex / "zoo" / "speech_train.jsonl").read_text().splitlines()]
+    import soundfile as sf
+
+    for r in speech:  # espeak-ng speech: about a word every 0.2-0.6 s
+        info = sf.info(ex / "zoo" / r["wav"])
+        assert 0.2 * len(r["text"].split()) < info.duration < 0.9 * len(r["text"].split()) + 0.5, r
+    digits = [json.loads(line) for line in (ex / "zoo" / "digits_valid.jsonl").read_text().splitlines()]
+    assert len(digits) == 360 and {r["label"] for r in digits} == set(
+        "zero one two three four five six seven eight nine".split())
     runner = CliRunner()
     assert runner.invoke(app, ["check", str(ex / "zoo.ofa")]).exit_code == 0
     result = runner.invoke(app, ["data", str(ex / "zoo.ofa"), "-n", "1"])
     assert result.exit_code == 0, result.output
-    for task in ("caption", "vqa", "grounding", "detection", "sql", "video_caption", "infilling", "table2text"):
+    for task in ("caption", "vqa", "grounding", "detection", "sql", "video_caption", "infilling", "table2text",
+                 "compression", "digits", "speech"):
         assert f"task {task}:" in result.stdout

@@ -63,6 +63,9 @@ def test_detection_map():
     assert metrics.mean_ap([swapped], [[cat, dog]]) == 0.0
     half = metrics.mean_ap([[cat]], [[cat, dog]])  # one of two classes found
     assert 0.4 < half < 0.6
+    loose = ([14, 14, 50, 50], "cat")  # IoU 0.81 with the cat: right at 0.5, wrong at the stricter thresholds
+    assert metrics.METRICS["map50"]([[loose]], [[cat]]) == pytest.approx(1.0)
+    assert metrics.mean_ap([[loose]], [[cat]]) < 0.7
 
 
 DB = {"db_id": "zoo", "tables": {"animal": {"name": ["Lion", "tiger", "bear"], "legs": [4, 4, 4], "age": [3, 5, 1]},

@@ -115,3 +115,22 @@ def test_decoder_only_examples(vocab):
     assert lm.encoder == []
     logits = model(collate([lm, other]).to("cpu"))
     assert torch.isfinite(logits).all()
+
+
+def test_image_positions_and_box_bins_start_as_coordinates():
+    """Patch positions start as 2-D sin-cos coordinates and box-bin embeddings in order, so
+    nearby places and nearby bins start alike (what grounding and detection learn from)."""
+    import torch.nn.functional as F
+
+    from ofac.runtime.model import GeneralistModel, ModelConfig
+
+    cfg = ModelConfig(vocab_size=200, d_model=64, ffn_dim=128, encoder_layers=1, decoder_layers=1, heads=2,
+                      image_size=64, patch_size=8, adaptors=("image_patch", "text"), bin_ids=(20, 64))
+    model = GeneralistModel(cfg)
+    pos = model.adaptors["image_patch"].pos  # [64, d], 8x8 grid row-major
+    near, far = F.cosine_similarity(pos[0], pos[1], 0), F.cosine_similarity(pos[0], pos[63], 0)
+    assert near > 0.8 and far < near - 0.3
+    bins = model.embed.weight[20:84]
+    assert F.cosine_similarity(bins[10], bins[11], 0) > F.cosine_similarity(bins[10], bins[40], 0) + 0.3
+    assert abs(float(bins.norm(dim=1).mean()) - float(model.embed.weight[100:].norm(dim=1).mean())) < 0.3
+    assert ModelConfig.from_dict({**cfg.to_dict(), "adaptors": ["text"], "bin_ids": [20, 64]}).bin_ids == (20, 64)

@@ -70,7 +70,7 @@ def test_two_tasks_improve_on_held_out_rows(tmp_path):
     vocab = Vocab.load(tmp_path / "run" / "tokenizer.json")
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
     torch.manual_seed(3)
-    untrained = GeneralistModel(ModelConfig(**{**cfg, "adaptors": tuple(cfg["adaptors"])}))
+    untrained = GeneralistModel(ModelConfig.from_dict(cfg))
     before = fresh.validate(untrained, task_data(compiled, tmp_path, "valid", vocab), None)
     for task in ("caption", "middle"):
         assert final[task]["loss"] < before[task]["loss"] - 1.0, task
