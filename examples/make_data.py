@@ -1,6 +1,6 @@
 """Generate the demo / zoo datasets (deterministic; a few seconds; nothing is downloaded).
 
-  python examples/make_data.py [--out examples/zoo] [--scenes 600] [--seed 0]
+  python examples/make_data.py [--out examples/zoo] [--scenes 3000] [--valid 100] [--seed 0] [--zoo]
 
 Shapes scenes drawn with Pillow (1-3 coloured shapes at random positions and sizes, no
 overlap) give four tasks on the same images:
@@ -236,8 +236,8 @@ def digits_rows(out: Path, valid_share: float = 0.2) -> dict[str, list]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "zoo")
-    ap.add_argument("--scenes", type=int, default=600)
-    ap.add_argument("--valid", type=int, default=64)
+    ap.add_argument("--scenes", type=int, default=3000)
+    ap.add_argument("--valid", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--zoo", action="store_true", help="also the video, infilling and table-to-text tasks")
