@@ -14,12 +14,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ofac import compile_instruction, ir
 from ofac.diagnostics import Diagnostic, Severity
 
 from .data.media import load_image
+from .data.rows import TaskData, samples_of
 from .data.sources import open_source
 from .errors import DataError, RunError
 from .execute import TaskRunner
@@ -222,15 +221,13 @@ class Answerer:
             self._runners[id(task)] = TaskRunner(task, self.vocab, "test", media=self.media)
         runner = self._runners[id(task)]
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-        source = open_source(rows, base_dir=base)
+        data_ = TaskData(runner, [open_source(rows, base_dir=base)])
         image_column = next((op.get("column") for op in task.programs[0].ops
                              if op.op == "read.column" and op.get("modality") == "IMAGE"), None)
         outputs: list[Output] = []
         for lo in range(0, len(rows), batch_size):
             hi = min(lo + batch_size, len(rows))
-            # per row, the randomness of validation (none at `test`, but the seed is the same)
-            samples = [runner(source.row(i), np.random.default_rng((0, i)), source.base_dir,
-                              (source.name, source.row_number(i))) for i in range(lo, hi)]
+            samples = samples_of(data_, lo, hi)  # as validation builds them
             hyps_of, metas = self._answer(samples, scorer.generation)
             for i, (hyps, meta) in enumerate(zip(hyps_of, metas)):
                 n_best = [_output(scorer.output(h.tokens, meta), h.score) for h in hyps] or [Output()]

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
-
 from .collate import collate
-from .data.dataset import TaskData
+from .data.rows import TaskData, samples_of
 from .generate import Hypothesis, generate
 from .model import token_losses
 from .postprocess import Scorer, closed_set
@@ -25,12 +23,6 @@ __all__ = ["Evaluation", "Scorer", "closed_set", "evaluate", "samples_of"]
 class Evaluation:
     scores: dict
     predictions: list[dict] = field(default_factory=list)  # per row: row, prediction, reference, score
-
-
-def samples_of(data: TaskData, lo: int, hi: int) -> list:
-    """Rows lo..hi-1 as samples; rows skipped by `on_error = skip` drop out."""
-    out = [data.sample(i, np.random.default_rng((0, i))) for i in range(lo, hi)]
-    return [s for s in out if hasattr(s, "encoder")]
 
 
 @torch.no_grad()

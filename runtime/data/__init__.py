@@ -8,8 +8,8 @@ import importlib
 _EXPORTS = {
     "FileSource": "sources", "MemorySource": "sources", "ParquetSource": "sources", "Source": "sources",
     "open_source": "sources", "shard": "sources",
-    "TaskData": "dataset", "MultiTaskDataset": "dataset", "MixedBatch": "dataset", "Skipped": "dataset", "SkipReport": "dataset",
-    "column_lengths": "dataset",
+    "TaskData": "rows", "MultiTaskDataset": "dataset", "MixedBatch": "dataset", "Skipped": "rows", "SkipReport": "dataset",
+    "column_lengths": "dataset", "samples_of": "rows",
     "Mixer": "mixing", "MixerSampler": "mixing", "MicroBatch": "mixing", "TaskPlan": "mixing",
 }
 __all__ = sorted(_EXPORTS)

@@ -10,22 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, NotSupportedYet
 from ..collate import Batch, collate
-from ..execute import Sample, TaskRunner
+from ..execute import Sample
 from .mixing import MicroBatch
-from .sources import Source
-
-
-@dataclass
-class Skipped:
-    """A row dropped under `on_error = skip`, reported at the end of the epoch."""
-
-    task: str
-    file: str
-    row: int | None
-    message: str
-    epoch: int = 0
+from .rows import Skipped, TaskData  # noqa: F401 (re-exported)
 
 
 class SkipReport:
@@ -50,41 +38,6 @@ class SkipReport:
         if len(rows) > examples:
             lines.append(f"  ... and {len(rows) - examples} more")
         return "\n".join(lines)
-
-
-class TaskData:
-    """One task's rows (several files are concatenated) and how to run them."""
-
-    def __init__(self, runner: TaskRunner, sources: list[Source], on_error: str = "fail"):
-        self.runner, self.sources, self.on_error = runner, list(sources), on_error
-        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
-
-    @property
-    def name(self) -> str:
-        return self.runner.task.task
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def locate(self, i: int) -> tuple[Source, int]:
-        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
-        return self.sources[k], i - int(self.offsets[k])
-
-    def raw(self, i: int) -> dict:
-        src, j = self.locate(i)
-        return src.row(j)
-
-    def sample(self, i: int, rng: np.random.Generator, epoch: int = 0) -> Sample | Skipped:
-        src, j = self.locate(i)
-        try:
-            row = src.row(j)
-            return self.runner(row, rng, src.base_dir, (src.name, src.row_number(j)))
-        except NotSupportedYet:
-            raise
-        except DataError as err:
-            if self.on_error == "skip":
-                return Skipped(self.name, src.name, err.row, str(err).split("\n")[0], epoch)
-            raise
 
 
 class MultiTaskDataset(torch.utils.data.Dataset):
