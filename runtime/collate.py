@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from .execute import Sample
+from .execute import Sample, by_adaptor
 from .preprocess.image import normalize
 from .tokenizer import PAD
 
@@ -92,17 +92,9 @@ def _decoder_arrays(samples: list[Sample]):
 
 
 def collate(samples: list[Sample]) -> Batch:
-    groups: dict[str, list[torch.Tensor]] = {}
-    segs: dict[str, list] = {}
-    layout = []
-    for s in samples:
-        row = []
-        for seg in s.encoder:
-            bucket = groups.setdefault(seg.adaptor, [])
-            row.append((seg.adaptor, len(bucket)))
-            bucket.append(torch.from_numpy(seg.data) if isinstance(seg.data, np.ndarray) else seg.data)
-            segs.setdefault(seg.adaptor, []).append(seg)
-        layout.append(row)
+    segs, layout = by_adaptor(samples)
+    groups = {adaptor: [torch.from_numpy(s.data) if isinstance(s.data, np.ndarray) else s.data for s in items]
+              for adaptor, items in segs.items()}
     norms = {}
     for adaptor, items in segs.items():
         if items[0].norm is not None:

@@ -49,6 +49,21 @@ class Sample:
     meta: dict = field(default_factory=dict)
 
 
+def by_adaptor(samples: list[Sample]) -> tuple[dict[str, list[Segment]], list[list[tuple[str, int]]]]:
+    """The encoder segments of a batch grouped by adaptor (each group is stacked into one
+    input), and per example its layout: (adaptor, index in that group) in encoder order."""
+    groups: dict[str, list[Segment]] = {}
+    layout = []
+    for s in samples:
+        row = []
+        for seg in s.encoder:
+            bucket = groups.setdefault(seg.adaptor, [])
+            row.append((seg.adaptor, len(bucket)))
+            bucket.append(seg)
+        layout.append(row)
+    return groups, layout
+
+
 class TaskRunner:
     """Runs one task's IR on rows.  `split` decides train-time randomness (masking, noise,
     augmentation); at `test` the decoder's data columns may be absent (they are predicted).

@@ -15,6 +15,7 @@ from ofac import ir
 from ofac.diagnostics import Diagnostic, Severity
 
 from ..errors import RunError
+from ..execute import by_adaptor
 from ..files import CheckpointError, read_json
 from ..tokenizer import PAD
 
@@ -83,15 +84,7 @@ def _normalize(pixels: np.ndarray, segs) -> np.ndarray:
 
 
 def collate(samples: list) -> ArrayBatch:
-    segs: dict[str, list] = {}
-    layout = []
-    for s in samples:
-        row = []
-        for seg in s.encoder:
-            bucket = segs.setdefault(seg.adaptor, [])
-            row.append((seg.adaptor, len(bucket)))
-            bucket.append(seg)
-        layout.append(row)
+    segs, layout = by_adaptor(samples)
     inputs, lengths = {}, {}
     for adaptor, items in segs.items():
         data = [np.asarray(s.data) for s in items]
