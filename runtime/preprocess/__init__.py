@@ -12,8 +12,9 @@ import importlib
 
 from .text import not_yet
 
-_TOKENS = ("text", "struct", "phone", "motion")
-_MEDIA = {"torch": ("image", "audio", "video"), "numpy": ()}
+# modules (relative to ofac.runtime) whose PREPROCESSORS a registry holds
+_TOKENS = (".preprocess.text", ".preprocess.struct", ".preprocess.phone", ".preprocess.motion")
+_MEDIA = {"torch": (".preprocess.image", ".preprocess.audio", ".preprocess.video"), "numpy": (".deploy.media",)}
 _registries: dict[str, dict] = {}
 
 
@@ -21,12 +22,8 @@ def registry(media: str = "torch") -> dict:
     """op name -> preprocessor, with the media preprocessors of `media` (torch | numpy)."""
     if media not in _registries:
         out: dict = {}
-        for name in _TOKENS + _MEDIA[media]:
-            out.update(importlib.import_module(f"{__name__}.{name}").PREPROCESSORS)
-        if media == "numpy":
-            from ..deploy.media import PREPROCESSORS
-
-            out.update(PREPROCESSORS)
+        for module in _TOKENS + _MEDIA[media]:
+            out.update(importlib.import_module(module, __package__.rsplit(".", 1)[0]).PREPROCESSORS)
         out["image_vqgan"] = not_yet("image_vqgan", "image generation needs a VQGAN tokenizer, not built yet")
         _registries[media] = out
     return _registries[media]
