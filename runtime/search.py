@@ -8,9 +8,9 @@ decoder's `no_loss` plain text) are fed, not generated: a row still inside its p
 take its next prefix token, and it costs no score.  Constraints per row: `min_len` (no EOS
 before), `max_len` (only EOS after), the closed-set trie, `no_repeat_ngram_size`.
 
-The loop is written once against a small array interface (`Arrays`) with two backends: torch
-tensors (`generate.TorchArrays`, on any device: the PyTorch backend) and numpy arrays
-(`NumpyArrays`: the torch-free ONNX Runtime backend).  This module imports no torch.
+The loop is written once against a small array interface (the methods of `NumpyArrays`) with
+two backends: torch tensors (`generate.TorchArrays`, on any device: the PyTorch backend) and
+numpy arrays (`NumpyArrays`: the torch-free ONNX Runtime backend).  This module imports no torch.
 
 Shapes: B examples, K beams (or samples) per example, N = B*K rows, V vocabulary."""
 from __future__ import annotations
@@ -80,8 +80,6 @@ class Hypothesis:
     tokens: list[int]  # generated, without the forced prefix and EOS
     score: float  # sum of log-probabilities / (len + 1) ** len_penalty
     logprob: float  # sum of log-probabilities
-
-
 
 
 class NumpyArrays:
@@ -174,7 +172,6 @@ class NumpyArrays:
         u = self.rng.random((probs.shape[0], 1))
         cdf = np.cumsum(probs, axis=1)
         return np.minimum((cdf < u * cdf[:, -1:]).sum(axis=1), probs.shape[1] - 1)
-
 
 
 def search(model, batch, cfg: GenerateConfig, xp) -> list[list[Hypothesis]]:

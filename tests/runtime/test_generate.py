@@ -160,19 +160,7 @@ def test_closed_set_never_leaves_the_set(vocab):
                 assert len(hyps) == min(beam, len(answers))
 
 
-def test_sampling_is_seeded_and_top_k_1_is_greedy(vocab):
-    model = small_model(vocab, seed=2)
-    batch = batch_of(vocab, "[TEXT:s] -> [TEXT:t]", SOURCES)
-    one = generate(model, batch, GenerateConfig(beam=1, sampling=True, top_k=1, max_len=8, seed=0))
-    assert [h[0].tokens for h in one] == greedy(model, batch, max_len=8)
-    cfg = GenerateConfig(beam=4, sampling=True, temperature=1.5, top_p=0.9, max_len=8, seed=7)
-    a, b = generate(model, batch, cfg), generate(model, batch, cfg)
-    assert [[h.tokens for h in x] for x in a] == [[h.tokens for h in x] for x in b]
-    assert all(len(x) == 4 for x in a)
-    assert len({tuple(h.tokens) for x in a for h in x}) > 3  # samples differ
-
-
-# ---------------------------------------------------------------------------- the numpy backend
+# ---------------------------------------------------------------------------- the numpy backend, and both
 
 class AsNumpy:
     """A torch model seen through numpy arrays, as the torch-free ONNX runtime sees its graphs."""
@@ -203,6 +191,19 @@ def numpy_generate(model, batch, cfg):
         return search(AsNumpy(model), batch, cfg, NumpyArrays(cfg.seed))
 
 
+@pytest.mark.parametrize("run", [generate, numpy_generate], ids=["torch", "numpy"])
+def test_sampling_is_seeded_and_top_k_1_is_greedy(vocab, run):
+    model = small_model(vocab, seed=2)
+    batch = batch_of(vocab, "[TEXT:s] -> [TEXT:t]", SOURCES)
+    one = run(model, batch, GenerateConfig(beam=1, sampling=True, top_k=1, max_len=8, seed=0))
+    assert [h[0].tokens for h in one] == greedy(model, batch, max_len=8)
+    cfg = GenerateConfig(beam=4, sampling=True, temperature=1.5, top_p=0.9, max_len=8, seed=7)
+    a, b = run(model, batch, cfg), run(model, batch, cfg)
+    assert [[h.tokens for h in x] for x in a] == [[h.tokens for h in x] for x in b]
+    assert all(len(x) == 4 for x in a)
+    assert len({tuple(h.tokens) for x in a for h in x}) > 3  # samples differ
+
+
 @pytest.mark.parametrize("instruction", ["[TEXT:s] -> [TEXT:t]", "[TEXT:s] -> [TEXT:p,no_loss] then [TEXT:t]"])
 def test_the_numpy_search_answers_what_the_torch_search_does(vocab, instruction):
     answers = [vocab.encode(a) for a in ("yes", "no", "the quick brown fox", "a red circle above a blue square")]
@@ -217,17 +218,6 @@ def test_the_numpy_search_answers_what_the_torch_search_does(vocab, instruction)
             a, b = generate(model, batch, cfg), numpy_generate(model, batch, cfg)
             assert [[h.tokens for h in x] for x in b] == [[h.tokens for h in x] for x in a], cfg
             assert np.allclose([h.score for x in b for h in x], [h.score for x in a for h in x], atol=1e-5)
-
-
-def test_numpy_sampling_is_seeded_and_top_k_1_is_greedy(vocab):
-    model = small_model(vocab, seed=2)
-    batch = batch_of(vocab, "[TEXT:s] -> [TEXT:t]", SOURCES)
-    one = numpy_generate(model, batch, GenerateConfig(beam=1, sampling=True, top_k=1, max_len=8, seed=0))
-    assert [h[0].tokens for h in one] == greedy(model, batch, max_len=8)
-    cfg = GenerateConfig(beam=4, sampling=True, temperature=1.5, top_p=0.9, max_len=8, seed=7)
-    a, b = numpy_generate(model, batch, cfg), numpy_generate(model, batch, cfg)
-    assert [[h.tokens for h in x] for x in a] == [[h.tokens for h in x] for x in b]
-    assert len({tuple(h.tokens) for x in a for h in x}) > 3
 
 
 def test_numpy_beam_search_on_known_logits():
