@@ -97,6 +97,9 @@ TRAIN = BlockSchema("train", "the optimization of all tasks together", (
     Setting("mixing", "choice", "how tasks share updates", default="all",
             choices=("all", "weighted", "temperature")),
     Setting("temperature", "float", "T of `mixing = temperature` (size^(1/T))", default=2.0, lo=0.0),
+    Setting("loss_mean", "choice", "`tokens`: an update's loss is the mean over all its target tokens (OFASys); "
+            "`tasks`: the mean over its tasks of each task's mean token loss, so a task with short targets "
+            "(a box, a class) weighs as much as one with long ones", default="tokens", choices=("tokens", "tasks")),
     Setting("bucket_by_length", "bool", "group rows of similar length into micro-batches (less padding)",
             default=False),
     Setting("seed", "int", "random seed", default=1),

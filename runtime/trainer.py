@@ -183,14 +183,16 @@ class Trainer:
 
     def _fit(self, s: "_Session") -> RunResult:
         try:
+            pending: list[tuple[str, object]] = []  # the update's micro-batches
             for mixed in s.loader:
                 s.skips.add(mixed.skipped)
                 if mixed.batch is not None:
-                    task = s.names[mixed.task]
-                    with self.par.sync(s.model, mixed.last_of_update):  # ranks meet once per update
-                        self._accumulate(s.model, mixed.batch.to(self.device), s.losses[task], s.totals, task)
-                if mixed.last_of_update and not self._after_update(s, mixed.update + 1):
-                    break
+                    pending.append((s.names[mixed.task], mixed.batch))
+                if mixed.last_of_update:
+                    self._backward_update(s, pending)
+                    pending = []
+                    if not self._after_update(s, mixed.update + 1):
+                        break
         except KeyboardInterrupt:
             s.interrupted = True
             if s.step > s.start and self.par.mode == "fsdp":  # the shards cannot be gathered any more
@@ -356,14 +358,33 @@ class Trainer:
     def _zero_totals() -> dict:
         return {"loss": 0.0, "nll": 0.0, "tokens": 0, "per_task": {}}
 
-    def _accumulate(self, model, batch, spec, totals, task) -> None:
+    def _backward_update(self, s: "_Session", pending: list[tuple[str, object]]) -> None:
+        """Forward and backward every micro-batch of one update; ranks meet on the last.
+        `loss_mean = tokens`: the gradients are sums of token losses, divided by the update's
+        token count in `_update`.  `loss_mean = tasks`: each task's token losses are divided here
+        by its token count in the whole update (all its micro-batches on all ranks) and by the
+        number of tasks in it, so the update's loss is the mean over tasks of each task's mean
+        token loss: a task with 5-token targets weighs as much as one with 30."""
+        scales: dict[str, float] = {}
+        if self.opts["loss_mean"] == "tasks":
+            counts = dict.fromkeys(s.names, 0.0)
+            for task, batch in pending:
+                counts[task] += float(batch.loss_mask.sum())
+            counts = dict(zip(s.names, self.par.all_sum(list(counts.values()))))
+            present = sum(1 for n in counts.values() if n > 0)
+            scales = {task: 1.0 / (n * present) for task, n in counts.items() if n > 0}
+        for i, (task, batch) in enumerate(pending):
+            with self.par.sync(s.model, i == len(pending) - 1):
+                self._accumulate(s.model, batch.to(self.device), s.losses[task], s.totals, task, scales.get(task, 1.0))
+
+    def _accumulate(self, model, batch, spec, totals, task, scale: float = 1.0) -> None:
         eps, weight = spec
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else _null()
         with autocast:
             logits = model(batch)
         loss, nll = token_losses(logits, batch.target, batch.loss_mask, eps)
         loss_sum = weight * loss.sum()
-        loss_sum.backward()  # gradients are summed over the update and divided by its token count
+        (loss_sum * scale if scale != 1.0 else loss_sum).backward()
         n = int(batch.loss_mask.sum())
         totals["loss"] += loss_sum.item()
         totals["nll"] += nll.detach().sum().item()
@@ -373,11 +394,13 @@ class Trainer:
         t[1] += n
 
     def _update(self, s: "_Session", totals: dict) -> None:
-        """One optimizer step.  Each rank's gradients are sums of token losses; DDP / FSDP have
-        averaged them over the ranks, so scaling by world / (all ranks' tokens) gives the
-        gradient of the mean token loss of the whole update, as one process would compute it."""
+        """One optimizer step.  Each rank's gradients are sums of token losses (`loss_mean =
+        tokens`; already divided by the update's task token counts under `tasks`); DDP / FSDP
+        have averaged them over the ranks, so scaling by world / (all ranks' tokens) gives the
+        gradient of the update's mean token loss, as one process would compute it."""
         self._sum_over_ranks(s, totals)
-        scale = self.par.world / max(1, totals["tokens"])
+        tokens = 1 if self.opts["loss_mean"] == "tasks" else max(1, totals["tokens"])
+        scale = self.par.world / tokens
         for p in s.model.parameters():
             if p.grad is not None:
                 p.grad.mul_(scale)

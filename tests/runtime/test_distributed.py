@@ -38,10 +38,21 @@ def single(tmp_path_factory):
     return root / "run"
 
 
-@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path, single, parallel):
-    # two processes with micro-batches of 4 draw exactly the rows one process draws with 8
-    make_task_file(tmp_path, steps=6, micro_batch_size=4, dropout="0.0")
+@pytest.fixture(scope="module")
+def single_tasks_mean(tmp_path_factory):
+    root = tmp_path_factory.mktemp("single_tasks")
+    make_task_file(root, steps=6, micro_batch_size=8, dropout="0.0", extra_train="loss_mean = tasks")
+    done = ofac_run("t.ofa", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root / "run"
+
+
+@pytest.mark.parametrize("parallel,loss_mean", [("ddp", "tokens"), ("fsdp", "tokens"), ("ddp", "tasks")])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, request, parallel, loss_mean):
+    # two processes with micro-batches of 4 draw exactly the rows one process draws with 8; the
+    # per-task token counts of `loss_mean = tasks` are summed over both ranks
+    single = request.getfixturevalue("single" if loss_mean == "tokens" else "single_tasks_mean")
+    make_task_file(tmp_path, steps=6, micro_batch_size=4, dropout="0.0", extra_train=f"loss_mean = {loss_mean}")
     done = ofac_run("t.ofa", "--nproc", 2, "--parallel", parallel, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("finished step 6") == 1  # rank 0 speaks for the run

@@ -1,6 +1,7 @@
 """The trainer: learning on held-out rows, exact resume, run-directory safety."""
 from __future__ import annotations
 
+import copy
 import json
 import re
 
@@ -11,6 +12,7 @@ from safetensors.torch import load_file
 from media import write_image
 from ofac import compile_source
 from ofac.runtime.checkpoint import CheckpointError
+from ofac.runtime.model import token_losses
 from ofac.runtime.trainer import Trainer
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
@@ -120,6 +122,41 @@ def test_interrupt_and_resume_equal_the_uninterrupted_run(tmp_path, ema):
         return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
     assert losses(whole_dir / "run") == losses(split_dir / "run") and len(losses(whole_dir / "run")) == 12
+
+
+def test_loss_mean_tasks_gives_every_task_its_mean_token_loss(tmp_path, monkeypatch):
+    # caption in two micro-batches of 4 (update_freq 2), middle in one of 8: under `loss_mean =
+    # tasks` the update's gradient is that of mean(caption's token mean, middle's token mean)
+    make_task_file(tmp_path, steps=1, dropout="0.0", extra_train="loss_mean = tasks  clip_norm = 0")
+    source = (tmp_path / "t.ofa").read_text().replace("micro_batch_size = 8", "micro_batch_size = 4  update_freq = 2", 1)
+    compiled, _ = compile_source(source, str(tmp_path / "t.ofa"), tmp_path)
+    seen = {}
+    backward_update, adamw_step = Trainer._backward_update, torch.optim.AdamW.step
+
+    def spy_update(self, s, pending):
+        seen["model"], seen["pending"], seen["losses"] = copy.deepcopy(s.model), list(pending), s.losses
+        seen["params"] = dict(s.model.named_parameters())
+        return backward_update(self, s, pending)
+
+    def spy_step(opt, *args, **kwargs):
+        seen["grads"] = {k: p.grad.clone() for k, p in seen["params"].items() if p.grad is not None}
+        return adamw_step(opt, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_backward_update", spy_update)
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy_step)
+    Trainer(compiled, tmp_path).fit()
+    assert [task for task, _ in seen["pending"]] == ["caption", "caption", "middle"]
+    model, sums, counts = seen["model"], {}, {}
+    for task, batch in seen["pending"]:
+        loss, _ = token_losses(model(batch), batch.target, batch.loss_mask, seen["losses"][task][0])
+        sums[task] = sums.get(task, 0) + loss.sum()
+        counts[task] = counts.get(task, 0) + int(batch.loss_mask.sum())
+    assert counts["caption"] != counts["middle"]  # unequal targets, equal weight
+    expected = sum(sums[t] / counts[t] for t in sums) / len(sums)
+    expected.backward()
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(seen["grads"][name], p.grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_run_directory_is_never_overwritten(tmp_path):
