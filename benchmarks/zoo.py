@@ -1,8 +1,13 @@
 """The example zoo end to end: generate the data (`examples/make_data.py --zoo`), train one
-model on every task of `examples/zoo.ofa`, score each task on its held-out split from the one
+model on every task of `examples/multitask.ofa`, score each task on its held-out split from the one
 checkpoint (`ofac eval`), and report wall time and every metric against the zoo's targets.
 
   python benchmarks/zoo.py [--steps N] [--out runs/zoo-bench]
+  python benchmarks/zoo.py --single [--joint runs/zoo-bench] [--out runs/zoo-single]
+
+`--single` trains the same model on each task alone (same settings and steps, one run per task
+under OUT/<task>) and prints each task's metric alone against the joint run's (`--joint`: its
+run directory; its scores are read from scores.json, which the joint benchmark writes).
 
 Targets (issue 7) for the full CPU run (2 cores, under 60 minutes): digits accuracy >= 0.95,
 grounding IoU@0.5 >= 0.8, VQA accuracy >= 0.9, SQL execution >= 0.8, speech WER <= 0.15,
@@ -25,32 +30,111 @@ TARGETS = {"digits": ("accuracy", 0.95), "grounding": ("iou_acc", 0.8), "vqa": (
            "sql": ("sql_execution", 0.8), "speech": ("wer", 0.15), "video_caption": ("exact_match", 0.9)}
 
 
+ZOO = ROOT / "examples" / "multitask.ofa"
+
+
+def log(msg: str) -> None:  # validations, and every 100th step
+    if "valid" in msg or not msg.startswith("step ") or msg.split()[1].split("/")[0].endswith("00"):
+        print(msg, flush=True)
+
+
+def headline(scores: dict) -> tuple[str, float]:
+    """A task's own metric (not the loss or token accuracy every task reports)."""
+    metric = next(k for k in scores if k not in ("loss", "token_accuracy"))
+    return metric, scores[metric]
+
+
+def only_task(source: str, name: str) -> str:
+    """The task file's text with every `task` block but `name`'s removed."""
+    kept, skipping = [], False
+    for line in source.splitlines(keepends=True):
+        if line.startswith("task "):
+            skipping = line.split()[1] != name
+        if not skipping:
+            kept.append(line)
+        if skipping and line.startswith("}"):
+            skipping = False
+    return "".join(kept)
+
+
+def train_and_score(compiled, out: Path, steps: int | None) -> dict[str, dict]:
+    from ofac.runtime.inference import evaluate_run
+    from ofac.runtime.trainer import Trainer
+
+    Trainer(compiled, ROOT / "examples", out=out, steps=steps, log=log).fit()
+    results = evaluate_run(out, ZOO)
+    (out / "scores.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def single(args) -> None:
+    """Each task alone against the joint model."""
+    from ofac import compile_source
+    from ofac.runtime.inference import evaluate_run
+    from ofac.runtime.metrics import LOWER_IS_BETTER
+
+    joint = None
+    if args.joint is not None:
+        saved = args.joint / "scores.json"
+        joint = json.loads(saved.read_text()) if saved.exists() else evaluate_run(args.joint, ZOO)
+    source = ZOO.read_text()
+    names = [line.split()[1] for line in source.splitlines() if line.startswith("task ")]
+    alone, start = {}, time.perf_counter()
+    for name in args.tasks or names:
+        out = args.out / name
+        if (out / "scores.json").exists():  # a finished task of an interrupted comparison
+            alone[name] = json.loads((out / "scores.json").read_text())[name]
+            continue
+        if out.exists():
+            sys.exit(f"{out} exists without scores.json: remove it or give another --out")
+        compiled, diags = compile_source(only_task(source, name), str(ZOO), ZOO.parent)
+        if compiled is None:
+            sys.exit("\n".join(d.message for d in diags))
+        print(f"--- {name} alone", flush=True)
+        alone[name] = train_and_score(compiled, out, args.steps)[name]
+    minutes = (time.perf_counter() - start) / 60
+    print(f"\n{'task':15s} {'metric':14s} {'alone':>7s} {'joint':>7s} {'joint better by':>16s}")
+    gaps = []
+    for name, scores in alone.items():
+        metric, value = headline(scores)
+        if joint is None or name not in joint:
+            print(f"{name:15s} {metric:14s} {value:7.3f}")
+            continue
+        together = joint[name][metric]
+        gap = (value - together) if metric in LOWER_IS_BETTER else (together - value)
+        gaps.append((gap, name))
+        print(f"{name:15s} {metric:14s} {value:7.3f} {together:7.3f} {gap:+16.3f}")
+    print(f"wall time {minutes:.1f} min")
+    worst = min(gaps) if gaps else (float("nan"), "-")
+    values = " ".join(f"{n}={headline(s)[1]:.3f}" for n, s in alone.items())
+    print(f"RESULT zoo_single ratio={worst[0]:.3f} worst={worst[1]} minutes={minutes:.1f} {values}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=None, help="updates (default: the file's train { steps })")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "zoo-bench")
+    ap.add_argument("--out", type=Path, default=None, help="run directory (default runs/zoo-bench, runs/zoo-single)")
+    ap.add_argument("--single", action="store_true", help="train each task alone and compare with --joint")
+    ap.add_argument("--joint", type=Path, default=None, help="the joint run to compare with (--single)")
+    ap.add_argument("--tasks", nargs="*", default=None, help="only these tasks (--single)")
     args = ap.parse_args()
+    args.out = args.out or ROOT / "runs" / ("zoo-single" if args.single else "zoo-bench")
     start = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "examples" / "make_data.py"), "--zoo"], check=True)
+    if args.single:
+        return single(args)
 
     from ofac import load
-    from ofac.runtime.inference import evaluate_run
     from ofac.runtime.metrics import LOWER_IS_BETTER, bleu
-    from ofac.runtime.trainer import Trainer
 
     if args.out.exists():
         sys.exit(f"{args.out} exists: give another --out")
-    def log(msg: str) -> None:  # validations, and every 100th step
-        if "valid" in msg or not msg.startswith("step ") or msg.split()[1].split("/")[0].endswith("00"):
-            print(msg, flush=True)
-
-    Trainer(load(ROOT / "examples" / "zoo.ofa"), ROOT / "examples", out=args.out, steps=args.steps, log=log).fit()
-    results = evaluate_run(args.out, ROOT / "examples" / "zoo.ofa")
+    results = train_and_score(load(ZOO), args.out, args.steps)
     minutes = (time.perf_counter() - start) / 60
     met = 0
     print(f"\n{'task':15s} {'metric':14s} {'value':>7s}  target")
     for task, scores in results.items():
-        metric = next(k for k in scores if k not in ("loss", "token_accuracy"))
+        metric = headline(scores)[0]
         target = TARGETS.get(task)
         lower = metric in LOWER_IS_BETTER
         ok = target is not None and (scores[metric] <= target[1] if lower else scores[metric] >= target[1])
@@ -63,8 +147,7 @@ def main() -> None:
         bleu4 = bleu([r["prediction"] for r in rows], [r["reference"] for r in rows])
         print(f"{'caption':15s} {'bleu4':14s} {bleu4:7.3f}  -")
     print(f"wall time {minutes:.1f} min (target: under 60 on 2 cores)")
-    values = " ".join(f"{t}={next(v for k, v in s.items() if k not in ('loss', 'token_accuracy')):.3f}"
-                      for t, s in results.items())
+    values = " ".join(f"{t}={headline(s)[1]:.3f}" for t, s in results.items())
     print(f"RESULT zoo ratio={met / len(TARGETS):.2f} minutes={minutes:.1f} {values}")
 
 

@@ -15,7 +15,7 @@ and a text-to-SQL task over a generated SQLite database of the same scenes:
   sql.jsonl        question, db (the schema and content, a STRUCT database), query
   shapes.sqlite    the database itself; the metric executes gold and predicted SQL on it
 
-With `--zoo` also (see examples/zoo.ofa):
+With `--zoo` also (see examples/multitask.ofa):
 
   video.jsonl      video, cap      MP4 clips (PyAV) of a shape moving: "a red circle moves up"
   infill.jsonl     sentence        templated sentences, for span infilling

@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 def test_check_exit_codes():
-    assert runner.invoke(app, ["check", str(ROOT / "examples" / "multitask.ofa")]).exit_code == 0
+    assert runner.invoke(app, ["check", str(ROOT / "examples" / "families.ofa")]).exit_code == 0
     assert runner.invoke(app, ["check", "-i", "[IMAGES:x] -> [TEXT:y]"]).exit_code == 1
     assert runner.invoke(app, ["check"]).exit_code == 2
     assert runner.invoke(app, ["check", "--format", "xml", "-i", "a -> [TEXT:y]"]).exit_code == 2
@@ -41,13 +41,13 @@ def test_all_errors_of_a_file_in_one_run(tmp_path):
 
 
 def test_explain_prints_ir_text_and_json():
-    result = runner.invoke(app, ["explain", str(ROOT / "examples" / "multitask.ofa"), "--task", "grounding"])
+    result = runner.invoke(app, ["explain", str(ROOT / "examples" / "families.ofa"), "--task", "grounding"])
     assert result.exit_code == 0 and "preprocess.box" in result.stdout and "postprocess.box" in result.stdout
     result = runner.invoke(app, ["explain", "-i", "[IMAGE:img] what? -> [TEXT:cap]", "-f", "json"])
     (task,) = json.loads(result.stdout)
     assert task["ofac_ir"] == 1 and task["programs"][0][0]["op"] == "read.column"
     assert runner.invoke(app, ["explain", "-i", "x -> y"]).exit_code == 1
-    assert runner.invoke(app, ["explain", str(ROOT / "examples" / "multitask.ofa"), "-t", "nope"]).exit_code == 2
+    assert runner.invoke(app, ["explain", str(ROOT / "examples" / "families.ofa"), "-t", "nope"]).exit_code == 2
 
 
 def test_fmt_check_and_rewrite(tmp_path):
@@ -75,7 +75,7 @@ def test_compiler_works_without_torch():
         "from ofac.cli import app\n"
         "t, d = ofac.compile_instruction('[IMAGE:img] what? -> [TEXT:cap]')\n"
         "assert t is not None\n"
-        f"sys.argv = ['ofac', 'check', {str(ROOT / 'examples' / 'multitask.ofa')!r}]\n"
+        f"sys.argv = ['ofac', 'check', {str(ROOT / 'examples' / 'families.ofa')!r}]\n"
         "app()\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

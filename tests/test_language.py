@@ -30,8 +30,8 @@ def test_format_round_trip_of_ofasys_instructions(name, text):
 
 
 def _data_is_shipped(path) -> bool:
-    """demo.ofa and zoo.ofa read data examples/make_data.py generates (tested in test_demo)."""
-    return path.name not in ("demo.ofa", "zoo.ofa")
+    """demo.ofa and multitask.ofa read data examples/make_data.py generates (tested in test_demo)."""
+    return path.name not in ("demo.ofa", "multitask.ofa")
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

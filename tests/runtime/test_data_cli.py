@@ -24,7 +24,7 @@ def _examples(tmp_path):
 
 def test_every_example_task_runs_through_the_data_path(tmp_path):
     ex = _examples(tmp_path)
-    result = runner.invoke(app, ["data", str(ex / "multitask.ofa"), "-n", "3"])
+    result = runner.invoke(app, ["data", str(ex / "families.ofa"), "-n", "3"])
     assert result.exit_code == 0, result.output
     out = result.stdout
     for task in ("caption", "vqa", "grounding", "detection", "infilling", "table2text", "sql", "asr", "video_caption"):
@@ -40,7 +40,7 @@ def test_bad_rows_are_diagnostics_with_file_and_row(tmp_path):
     ex = _examples(tmp_path)
     (ex / "data" / "caption.jsonl").write_text(json.dumps({"img": "images/nope.png", "cap": "x"}) + "\n"
                                                + json.dumps({"img": "images/shapes_0.png"}) + "\n")
-    result = runner.invoke(app, ["data", str(ex / "multitask.ofa"), "-t", "caption"])
+    result = runner.invoke(app, ["data", str(ex / "families.ofa"), "-t", "caption"])
     assert result.exit_code == 1
     assert "image file not found" in result.stderr and "caption.jsonl:1" in result.stderr
     assert "missing column `cap`" in result.stderr and "caption.jsonl:2" in result.stderr
@@ -48,7 +48,7 @@ def test_bad_rows_are_diagnostics_with_file_and_row(tmp_path):
 
 
 def test_unknown_task_is_a_usage_error(tmp_path):
-    assert runner.invoke(app, ["data", str(ROOT / "examples" / "multitask.ofa"), "-t", "nope"]).exit_code == 2
+    assert runner.invoke(app, ["data", str(ROOT / "examples" / "families.ofa"), "-t", "nope"]).exit_code == 2
 
 
 def test_the_readme_python_examples_run(tmp_path, monkeypatch):
