@@ -50,14 +50,14 @@ def test_the_demo_learns_every_task(tmp_path):
 
 def test_the_zoo_data_and_task_file(tmp_path):
     """`make_data.py --zoo` writes the video, infilling, table, compression, speech and digits
-    tasks zoo.ofa declares, and every zoo task runs through the data path."""
+    tasks multitask.ofa declares, and every zoo task runs through the data path."""
     from typer.testing import CliRunner
 
     from ofac.cli import app
 
     ex = tmp_path / "examples"
     ex.mkdir()
-    for name in ("make_data.py", "speech.py", "zoo.ofa"):
+    for name in ("make_data.py", "speech.py", "multitask.ofa"):
         shutil.copy(ROOT / "examples" / name, ex / name)
     made = subprocess.run([sys.executable, str(ex / "make_data.py"), "--zoo", "--scenes", "6", "--valid", "2"],
                           capture_output=True, text=True)
@@ -75,8 +75,8 @@ def test_the_zoo_data_and_task_file(tmp_path):
     assert len(digits) == 360 and {r["label"] for r in digits} == set(
         "zero one two three four five six seven eight nine".split())
     runner = CliRunner()
-    assert runner.invoke(app, ["check", str(ex / "zoo.ofa")]).exit_code == 0
-    result = runner.invoke(app, ["data", str(ex / "zoo.ofa"), "-n", "1"])
+    assert runner.invoke(app, ["check", str(ex / "multitask.ofa")]).exit_code == 0
+    result = runner.invoke(app, ["data", str(ex / "multitask.ofa"), "-n", "1"])
     assert result.exit_code == 0, result.output
     for task in ("caption", "vqa", "grounding", "detection", "sql", "video_caption", "infilling", "table2text",
                  "compression", "digits", "speech"):
