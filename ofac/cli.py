@@ -349,6 +349,8 @@ def eval_(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the predictions (default "
                                        "RUN_DIR/eval/SPLIT).", show_default=False),
     format: InferFormat = typer.Option("text", "--format", "-f", help="text (a table) or json."),
+    show: int = typer.Option(2, "--show", min=0, help="Print this many predictions of each task after the "
+                             "table (text format)."),
 ) -> None:
     """Score a trained model on each task's split with its metric; write every prediction to JSONL."""
     err = _console(stderr=True)
@@ -378,7 +380,30 @@ def eval_(
             table.add_row(name, metric or "-", f"{r[metric]:.4f}" if metric else "-", f"{r['loss']:.4f}",
                           f"{r['token_accuracy']:.4f}")
         _console().print(table)
+        if show:
+            _show_predictions(out or run_dir / "eval" / split.value, list(results), show)
     err.print(f"predictions: {out or run_dir / 'eval' / split.value}/<task>.jsonl")
+
+
+def _show_predictions(folder: Path, tasks: list[str], n: int) -> None:
+    """The first `n` predictions of each task, against their references."""
+    from rich.markup import escape
+
+    def brief(value) -> str:
+        if isinstance(value, list):  # boxes, lists of (box, label)
+            return "[" + ", ".join(brief(v) for v in value) + "]"
+        text = f"{value:.1f}" if isinstance(value, float) else str(value)
+        return text if len(text) <= 70 else text[:67] + "..."
+
+    console = _console()
+    for task in tasks:
+        lines = (folder / f"{task}.jsonl").read_text().splitlines()[:n]
+        for line in lines:
+            p = json.loads(line)
+            same = p["prediction"] == p["reference"]
+            mark = "[green]=[/green]" if same else "[red]≠[/red]"
+            console.print(f"{task} row {p['row']}: {escape(brief(p['prediction']))} {mark} "
+                          f"{escape(brief(p['reference']))}", highlight=False)
 
 
 @app.command("export")

@@ -326,12 +326,16 @@ class GeneralistModel(nn.Module):
         for layout in batch.layout:  # one example: its segments in encoder order
             segs = [parts[a][0][i, : int(parts[a][1][i])] for a, i in layout]
             rows.append(torch.cat(segs) if segs else self.empty)  # [S_b, D]
-        lengths = torch.tensor([r.shape[0] for r in rows], device=rows[0].device)
+        sizes = [r.shape[0] for r in rows]
+        lengths = torch.tensor(sizes, device=rows[0].device)
         x = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # [B, S, D]
         mask = (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None])[:, None, None]  # [B,1,1,S]
         x = self.drop(self.ln_emb(x))
+        # no padding: attention without a mask is the same and cheaper (an exported graph
+        # keeps the mask: it must serve padded batches)
+        unpadded = min(sizes) == max(sizes) and not torch.onnx.is_in_onnx_export()
         for block in self.encoder:
-            x = block(x, mask=mask)
+            x = block(x, mask=None if unpadded else mask)
         return self.ln_enc(x), mask
 
     def decode(self, tokens, memory, memory_mask):

@@ -189,9 +189,10 @@ class _Search:
         rows = xp.repeat(self.B, self.K)  # row -> example
         cross = model.cross_cache(memory)
         self.cross = cross if self.K == 1 else [(k[rows], v[rows]) for k, v in cross]  # one copy per beam
-        # an additive mask (0 / -inf) is cheaper for the attention kernel than a boolean one
-        self.mask = xp.additive(mask[rows], memory.dtype)
         self.pack = model.pack_decoder() if hasattr(model, "pack_decoder") else None
+        # an additive mask (0 / -inf) is cheaper for the attention kernel than a boolean one, and
+        # none at all (the eager model takes None) where no source is padded
+        self.mask = None if self.pack is not None and bool(mask.all()) else xp.additive(mask[rows], memory.dtype)
         # the forced prefix of each row: BOS then the example's no_loss decoder text
         plen = xp.long(batch.prefix)  # [B]
         width = int(plen.max()) + 1 if len(plen) else 1

@@ -93,6 +93,11 @@ def test_cli_infer_and_eval(run):
     assert printed.keys() == direct.keys()
     for task in direct:
         assert printed[task] == pytest.approx(direct[task])
+    result = cli.invoke(app, ["eval", str(run / "run"), "--show", "1"])  # the table, then one prediction a task
+    assert result.exit_code == 0, result.output
+    shown = [line for line in result.stdout.splitlines() if " row " in line]
+    first = json.loads((run / "run" / "eval" / "valid" / "caption.jsonl").read_text().splitlines()[0])
+    assert len(shown) == len(direct) and shown[0].startswith(f"caption row {first['row']}: {first['prediction']} ")
 
 
 def test_boxes_come_back_in_original_pixels_and_are_drawn(tmp_path):
