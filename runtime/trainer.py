@@ -365,27 +365,29 @@ class Trainer:
         by its token count in the whole update (all its micro-batches on all ranks) and by the
         number of tasks in it, so the update's loss is the mean over tasks of each task's mean
         token loss: a task with 5-token targets weighs as much as one with 30."""
+        tokens = [int(batch.loss_mask.sum()) for _, batch in pending]  # on the host: no device sync
         scales: dict[str, float] = {}
         if self.opts["loss_mean"] == "tasks":
-            counts = dict.fromkeys(s.names, 0.0)
-            for task, batch in pending:
-                counts[task] += float(batch.loss_mask.sum())
+            counts = dict.fromkeys(s.names, 0)
+            for (task, _), n in zip(pending, tokens):
+                counts[task] += n
             counts = dict(zip(s.names, self.par.all_sum(list(counts.values()))))
             present = sum(1 for n in counts.values() if n > 0)
             scales = {task: 1.0 / (n * present) for task, n in counts.items() if n > 0}
-        for i, (task, batch) in enumerate(pending):
+        for i, ((task, batch), n) in enumerate(zip(pending, tokens)):
             with self.par.sync(s.model, i == len(pending) - 1):
-                self._accumulate(s.model, batch.to(self.device), s.losses[task], s.totals, task, scales.get(task, 1.0))
+                self._accumulate(s.model, batch.to(self.device), n, s.losses[task], s.totals, task,
+                                 scales.get(task, 1.0))
 
-    def _accumulate(self, model, batch, spec, totals, task, scale: float = 1.0) -> None:
+    def _accumulate(self, model, batch, n: int, spec, totals, task, scale: float) -> None:
+        """Forward and backward one micro-batch of `n` target tokens, its loss times `scale`."""
         eps, weight = spec
         autocast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else _null()
         with autocast:
             logits = model(batch)
         loss, nll = token_losses(logits, batch.target, batch.loss_mask, eps)
         loss_sum = weight * loss.sum()
-        (loss_sum * scale if scale != 1.0 else loss_sum).backward()
-        n = int(batch.loss_mask.sum())
+        (loss_sum * scale).backward()
         totals["loss"] += loss_sum.item()
         totals["nll"] += nll.detach().sum().item()
         totals["tokens"] += n
