@@ -39,8 +39,10 @@ def log(msg: str) -> None:  # validations, and every 100th step
 
 
 def headline(scores: dict) -> tuple[str, float]:
-    """A task's own metric (not the loss or token accuracy every task reports)."""
-    metric = next(k for k in scores if k not in ("loss", "token_accuracy"))
+    """A task's own metric and its value (every zoo task has one)."""
+    from ofac.runtime.metrics import task_metric
+
+    metric = task_metric(scores)
     return metric, scores[metric]
 
 

@@ -374,9 +374,11 @@ def eval_(
     else:
         from rich.table import Table
 
+        from ofac.runtime.metrics import task_metric
+
         table = Table("task", "metric", "value", "loss", "token accuracy", show_edge=False, pad_edge=False)
         for name, r in results.items():
-            metric = next((k for k in r if k not in ("loss", "token_accuracy")), None)
+            metric = task_metric(r)
             table.add_row(name, metric or "-", f"{r[metric]:.4f}" if metric else "-", f"{r['loss']:.4f}",
                           f"{r['token_accuracy']:.4f}")
         _console().print(table)

@@ -110,3 +110,9 @@ METRICS = {"accuracy": accuracy, "exact_match": accuracy, "bleu": bleu, "wer": w
            "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap,
            "map50": lambda preds, refs: mean_ap(preds, refs, "map_50"), "sql_execution": sql_execution}
 LOWER_IS_BETTER = {"wer"}
+
+
+def task_metric(scores: dict) -> str | None:
+    """The name of a task's own metric among its validation scores (every task also reports
+    its loss and token accuracy); None for a task scored by loss alone."""
+    return next((k for k in scores if k not in ("loss", "token_accuracy")), None)
