@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,36 +31,33 @@ def weights(run, step):
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
-    """One process, micro-batches of 8."""
-    root = tmp_path_factory.mktemp("single")
-    make_task_file(root, steps=6, micro_batch_size=8, dropout="0.0")
-    done = ofac_run("t.ofa", cwd=root)
-    assert done.returncode == 0, done.stderr
-    return root / "run"
+    """One process, micro-batches of 8: single(loss_mean) is its run directory (trained once)."""
+    runs = {}
 
-
-@pytest.fixture(scope="module")
-def single_tasks_mean(tmp_path_factory):
-    root = tmp_path_factory.mktemp("single_tasks")
-    make_task_file(root, steps=6, micro_batch_size=8, dropout="0.0", extra_train="loss_mean = tasks")
-    done = ofac_run("t.ofa", cwd=root)
-    assert done.returncode == 0, done.stderr
-    return root / "run"
+    def run(loss_mean: str) -> Path:
+        if loss_mean not in runs:
+            root = tmp_path_factory.mktemp(f"single_{loss_mean}")
+            make_task_file(root, steps=6, micro_batch_size=8, dropout="0.0", extra_train=f"loss_mean = {loss_mean}")
+            done = ofac_run("t.ofa", cwd=root)
+            assert done.returncode == 0, done.stderr
+            runs[loss_mean] = root / "run"
+        return runs[loss_mean]
+    return run
 
 
 @pytest.mark.parametrize("parallel,loss_mean", [("ddp", "tokens"), ("fsdp", "tokens"), ("ddp", "tasks")])
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path, request, parallel, loss_mean):
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, single, parallel, loss_mean):
     # two processes with micro-batches of 4 draw exactly the rows one process draws with 8; the
     # per-task token counts of `loss_mean = tasks` are summed over both ranks
-    single = request.getfixturevalue("single" if loss_mean == "tokens" else "single_tasks_mean")
+    one_process = single(loss_mean)
     make_task_file(tmp_path, steps=6, micro_batch_size=4, dropout="0.0", extra_train=f"loss_mean = {loss_mean}")
     done = ofac_run("t.ofa", "--nproc", 2, "--parallel", parallel, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("finished step 6") == 1  # rank 0 speaks for the run
-    one, two = losses(single), losses(tmp_path / "run")
+    one, two = losses(one_process), losses(tmp_path / "run")
     assert len(two) == 6  # one record per step, written once
     assert two == pytest.approx(one, rel=1e-5)
-    a, b = weights(single, 6), weights(tmp_path / "run", 6)
+    a, b = weights(one_process, 6), weights(tmp_path / "run", 6)
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=2e-3, rtol=1e-3, msg=k)
