@@ -150,5 +150,5 @@ def audio_embed(value, attrs: dict, ctx: Context) -> Features:
     return Features(embedded_features(value, attrs["dim"]))
 
 
-PREPROCESSORS = {"image": image, "imagenet": image, "imagepretrain": image, "video": video, "audio": audio,
-                 "audio_embed": audio_embed}
+PREPROCESSORS = {"image": image, "imagenet": image, "imagepretrain": image, "video": video, "video_augment": video,
+                 "audio": audio, "audio_embed": audio_embed}

@@ -13,9 +13,9 @@ def video(value, attrs: dict, ctx: Context) -> Features:
     x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [N,3,H,W]
     size = attrs["size"]
     x = F.resize(x, [size, size], antialias=True)
-    if ctx.training and ctx.rng.random() < 0.5:
+    if ctx.training and attrs.get("augment") and ctx.rng.random() < 0.5:
         x = F.horizontal_flip(x)
     return Features(x, {"frames": len(frames)}, norm=(tuple(attrs["mean"]), tuple(attrs["std"])))
 
 
-PREPROCESSORS = {"video": video}
+PREPROCESSORS = {"video": video, "video_augment": video}

@@ -242,6 +242,21 @@ def test_video_frames_are_sampled_uniformly(tmp_path, vocab):
     assert not torch.equal(x[0], x[-1])  # the shape moves between first and last frame
 
 
+def test_training_clips_are_mirrored_only_when_asked(tmp_path, vocab):
+    """A mirrored clip moves the other way, so "moves left" would become a wrong label: the
+    default `video` preprocessor never flips; `video_augment` flips about half the clips."""
+    write_video(tmp_path / "v.mp4", frames=12)
+    row = {"v": "v.mp4", "t": "x"}
+    valid = run("[VIDEO:v] what happens? -> [TEXT:t]", row, vocab, tmp_path, "valid").encoder[0].data
+    plain = [run("[VIDEO:v] what happens? -> [TEXT:t]", row, vocab, tmp_path, "train", seed).encoder[0].data
+             for seed in range(8)]
+    assert all(torch.equal(x, valid) for x in plain)
+    augmented = [run("[VIDEO:v,preprocess=video_augment] what happens? -> [TEXT:t]", row, vocab, tmp_path, "train",
+                     seed).encoder[0].data for seed in range(8)]
+    mirrored = [torch.equal(x, valid.flip(-1)) for x in augmented]
+    assert all(m or torch.equal(x, valid) for m, x in zip(mirrored, augmented)) and 0 < sum(mirrored) < 8
+
+
 def test_corrupt_video(tmp_path, vocab):
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 broken")
     with pytest.raises(DataError, match="unreadable video"):
