@@ -66,6 +66,14 @@ TASK = BlockSchema("task", "one instruction and its data", (
     Setting("max_target_length", "int", "truncate the decoder token sequence", default=128, lo=1),
 ), labelled=True, repeatable=True, children=("generate",))
 
+# The model sizes `preset =` names; a model block's own d_model, heads, ... override them.
+PRESETS = {
+    "tiny": dict(d_model=256, ffn_dim=1024, encoder_layers=4, decoder_layers=4, heads=4),
+    "small": dict(d_model=512, ffn_dim=2048, encoder_layers=6, decoder_layers=6, heads=8),
+    "base": dict(d_model=768, ffn_dim=3072, encoder_layers=6, decoder_layers=6, heads=12),
+}
+
+
 MODEL = BlockSchema("model", "the generalist encoder-decoder", (
     Setting("preset", "choice", "size preset", default="tiny", choices=("tiny", "small", "base")),
     Setting("d_model", "int", "hidden width (overrides the preset)", lo=8),
