@@ -51,10 +51,57 @@ class Batch:
                        decoder_input=move(self.decoder_input), target=move(self.target),
                        loss_mask=move(self.loss_mask), prefix=move(self.prefix), norms={})
 
+    def __reduce__(self):
+        """Pickling (a DataLoader worker handing the batch over): tensors under 64 KiB travel
+        inside the pickle as bytes; only the large ones (pixels, frames, fbanks) go through
+        shared memory.  Each shared tensor costs the receiver a socket round trip to fetch its
+        file descriptor plus an mmap, which for a batch's half-dozen small tensors cost more
+        than copying them."""
+        state = {f: _inline(getattr(self, f)) for f in self.__dataclass_fields__}
+        return _rebuild_batch, (state,)
+
     def pin_memory(self) -> "Batch":
         pin = lambda t: t.pin_memory()  # noqa: E731
         return replace(self, inputs={k: pin(v) for k, v in self.inputs.items()}, decoder_input=pin(self.decoder_input),
                        target=pin(self.target), loss_mask=pin(self.loss_mask))
+
+
+_INLINE_BYTES = 1 << 16
+
+
+class _Bytes:
+    """A small tensor pickled by value (see Batch.__reduce__)."""
+
+    def __init__(self, t: torch.Tensor):
+        self.array = t.numpy()
+
+    def tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.array)
+
+
+def _inline(value):
+    if isinstance(value, torch.Tensor):
+        small = value.device.type == "cpu" and value.numel() * value.element_size() < _INLINE_BYTES
+        return _Bytes(value) if small and not value.requires_grad else value
+    if isinstance(value, dict):
+        return {k: _inline(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_inline(v) for v in value)
+    return value
+
+
+def _restore(value):
+    if isinstance(value, _Bytes):
+        return value.tensor()
+    if isinstance(value, dict):
+        return {k: _restore(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_restore(v) for v in value)
+    return value
+
+
+def _rebuild_batch(state: dict) -> Batch:
+    return Batch(**{k: _restore(v) for k, v in state.items()})
 
 
 def alloc(shape, dtype) -> torch.Tensor:

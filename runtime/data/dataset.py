@@ -43,10 +43,11 @@ class SkipReport:
 class MultiTaskDataset(torch.utils.data.Dataset):
     """Indexable by (task index, row index); see `Mixer` for which indices form a batch."""
 
-    def __init__(self, tasks: list[TaskData], seed: int = 1, finish_on: str | None = None):
-        # finish_on="cpu": normalize pixels in the worker (CPU training: the workers run in
-        # parallel); None: leave it to Batch.to(device) (GPU training: it is free there)
-        self.tasks, self.seed, self.finish_on = tasks, seed, finish_on
+    def __init__(self, tasks: list[TaskData], seed: int = 1):
+        # pixels stay uint8 until Batch.to(device) normalizes them, on the CPU too: a float
+        # batch is 4x the bytes to hand from a worker to the main process through shared
+        # memory, which cost more than the normalization (benchmarks/data_throughput.py)
+        self.tasks, self.seed = tasks, seed
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.tasks)
@@ -62,8 +63,6 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         samples = [r for r in results if isinstance(r, Sample)]
         skipped = [r for r in results if isinstance(r, Skipped)]
         batch = collate(samples) if samples else None
-        if batch is not None and self.finish_on is not None:
-            batch = batch.to(self.finish_on)
         return MixedBatch(mb.update, mb.task, mb.last_of_update, batch, skipped)
 
 

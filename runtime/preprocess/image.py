@@ -3,6 +3,9 @@ are transformed jointly, as tv_tensors.BoundingBoxes); normalization happens per
 device (`normalize`, called by Batch.to)."""
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
@@ -20,7 +23,7 @@ def image(value, attrs: dict, ctx: Context, boxes: list | None = None) -> Featur
     pil = load_image(value, ctx.base_dir)
     w, h = pil.size
     size = attrs["size"]
-    img = F.pil_to_tensor(pil)  # uint8 [3,H,W]
+    img = _hwc_tensor(pil)  # uint8 [3,H,W], channels-last in memory
     bb = None
     if boxes:
         bb = tv_tensors.BoundingBoxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), format="XYXY",
@@ -42,22 +45,27 @@ def image(value, attrs: dict, ctx: Context, boxes: list | None = None) -> Featur
     return Features(img, meta, norm=(tuple(attrs["mean"]), tuple(attrs["std"])), mask_border=border)
 
 
+def _hwc_tensor(pil) -> torch.Tensor:
+    """A PIL RGB image as a uint8 [3,H,W] view of its pixels in HWC order (channels-last).
+    torchvision's uint8 resize kernels work on channels-last data, so this skips two full
+    transposes (pil_to_tensor's HWC->CHW copy and resize's repack back), which matters most
+    when several workers share the memory bus."""
+    arr = np.asarray(pil)  # [H,W,3], read-only (it wraps PIL's bytes)
+    with warnings.catch_warnings():  # nothing writes to it: resize, flip and jitter return new tensors
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr).permute(2, 0, 1)
+
+
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, border: torch.Tensor) -> torch.Tensor:
     """uint8 images [N,3,H,W] or clips [N,T,3,H,W] -> normalized float, per-row mean/std [N,3];
     rows with a mask border get their centre zeroed (image infilling input).
 
     (x/255 - mean)/std is one affine map per channel, x*a + b, applied row by row so each
-    image is converted and scaled while it is in cache: normalization is memory-bound, and
-    separate whole-batch passes made two CPU workers contend for memory bandwidth."""
+    image is converted and scaled while it is in cache: normalization is memory-bound."""
     shape = (1,) * (x.dim() - 4) + (3, 1, 1)
     scale = (1.0 / (255.0 * std)).to(x.device)
     shift = (-mean / std).to(x.device)
-    if x.device.type == "cpu":  # in a worker, straight into shared memory
-        from ..collate import alloc
-
-        y = alloc(tuple(x.shape), torch.float32)
-    else:
-        y = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    y = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     if x.device.type == "cpu":
         for row in range(x.shape[0]):
             y[row].copy_(x[row]).mul_(scale[row].view(shape)).add_(shift[row].view(shape))

@@ -102,6 +102,52 @@ def test_two_workers_give_the_same_batches_as_none(tmp_path, vocab):
     assert run(0) == run(2)
 
 
+def test_image_batches_from_workers_match_the_main_process(tmp_path, vocab):
+    """Workers hand over uint8 pixels (and small tensors inside the pickle); `to()` then
+    normalizes them exactly as a batch built in the main process."""
+    import torch
+    from media import write_image
+
+    rows = []
+    for i in range(8):
+        write_image(tmp_path / f"i{i}.png", size=(40 + 3 * i, 30), box=(2, 2, 20 + i, 20))
+        rows.append({"img": f"i{i}.png", "t": f"picture {i}"})
+    (tmp_path / "img.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    runner = TaskRunner(lower("[IMAGE:img,mask_ratio=0.5] describe -> [TEXT:t]", "pic"), vocab, "train")
+    data = TaskData(runner, [open_source(tmp_path / "img.jsonl")])
+
+    def run(workers):
+        loader, _ = build_loader([data], [TaskPlan("pic", 8, 4)], num_workers=workers, updates=3, seed=3)
+        return [b.batch for b in loader]
+
+    here, there = run(0), run(2)
+    assert len(here) == len(there) == 3
+    for a, b in zip(here, there):
+        assert b.inputs["image_patch"].dtype == torch.uint8 and b.norms  # not normalized in the worker
+        a, b = a.to("cpu"), b.to("cpu")
+        assert torch.equal(a.inputs["image_patch"], b.inputs["image_patch"])
+        assert torch.equal(a.decoder_input, b.decoder_input) and torch.equal(a.loss_mask, b.loss_mask)
+        assert a.lengths.keys() == b.lengths.keys() and a.meta == b.meta
+
+
+def test_a_batch_pickles_small_tensors_by_value(tmp_path, vocab):
+    import pickle
+
+    import torch
+    from media import write_image
+
+    write_image(tmp_path / "a.png")
+    rng = np.random.default_rng(0)
+    runner = TaskRunner(lower("[IMAGE:img] describe -> [TEXT:t]", "cap"), vocab, "valid")
+    batch = collate([runner({"img": "a.png", "t": "a red box"}, rng, tmp_path)])
+    back = pickle.loads(pickle.dumps(batch))
+    assert torch.equal(back.decoder_input, batch.decoder_input) and torch.equal(back.prefix, batch.prefix)
+    assert torch.equal(back.inputs["image_patch"], batch.inputs["image_patch"])
+    assert all(torch.equal(x, y) for x, y in zip(back.norms["image_patch"], batch.norms["image_patch"]))
+    assert back.tasks == batch.tasks and back.layout == batch.layout and back.meta == batch.meta
+    assert torch.equal(back.to("cpu").inputs["image_patch"], batch.to("cpu").inputs["image_patch"])
+
+
 def test_resume_through_the_loader_with_prefetching(tmp_path, vocab):
     rows = [{"s": f"sentence {i}", "t": "ok"} for i in range(30)]
     data = _task(tmp_path, vocab, rows)
