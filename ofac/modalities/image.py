@@ -23,7 +23,7 @@ MODALITY = Modality(
     ),
     adaptors=(
         Adaptor("image_patch", "convolutional patch embedding (ViT-style)", ENC),
-        Adaptor("image_resnet", "a small ResNet stem trained from scratch", ENC),
+        Adaptor("image_resnet", "a small residual convolutional stem trained from scratch (stride patch_size)", ENC),
         Adaptor("image_vit", "OFASys name, served by the patch embedding", ENC),
         Adaptor("image_patch_embed", "OFASys name, served by the patch embedding", ENC),
         Adaptor("image_vqgan", "image codes as tokens; generates images", DEC,

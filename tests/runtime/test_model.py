@@ -82,6 +82,8 @@ def test_bad_configurations_are_refused():
         ModelConfig(vocab_size=100, d_model=100, heads=3)
     with pytest.raises(ValueError, match="multiple of patch_size"):
         ModelConfig(vocab_size=100, image_size=100, patch_size=16)
+    with pytest.raises(ValueError, match="power"):
+        ModelConfig(vocab_size=100, image_size=96, patch_size=12, adaptors=("image_resnet",))
 
 
 def test_a_tiny_task_is_learned_to_near_zero_loss(vocab):
@@ -134,3 +136,22 @@ def test_image_positions_and_box_bins_start_as_coordinates():
     assert F.cosine_similarity(bins[10], bins[11], 0) > F.cosine_similarity(bins[10], bins[40], 0) + 0.3
     assert abs(float(bins.norm(dim=1).mean()) - float(model.embed.weight[100:].norm(dim=1).mean())) < 0.3
     assert ModelConfig.from_dict({**cfg.to_dict(), "adaptors": ["text"], "bin_ids": [20, 64]}).bin_ids == (20, 64)
+
+
+@pytest.mark.parametrize("patch", [8, 16])
+def test_the_resnet_stem_yields_the_patch_grid_and_ignores_batch_mates(patch):
+    """`image_resnet` halves down to patch_size, so it gives the patch embedding's grid; in
+    training mode too, an image's features do not depend on the other images of its batch (a
+    micro-batch holds one task's images: batch statistics would leak between tasks)."""
+    from ofac.runtime.model import ResNetAdaptor
+
+    cfg = ModelConfig(vocab_size=100, d_model=64, heads=4, image_size=64, patch_size=patch,
+                      adaptors=("image_resnet",))
+    stem = ResNetAdaptor(cfg).train()
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(3, 3, 64, 64, generator=g)
+    out, lengths = stem(images)
+    assert out.shape == (3, (64 // patch) ** 2, 64) and lengths.tolist() == [(64 // patch) ** 2] * 3
+    digits_like = torch.zeros(2, 3, 64, 64)  # a very different batch mate
+    alone = stem(torch.cat([images[:1], digits_like]))[0][0]
+    assert torch.allclose(alone, out[0], atol=1e-5)
