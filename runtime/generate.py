@@ -84,7 +84,7 @@ class TorchArrays:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[Hypothesis]]:
     """Per example, its hypotheses best first (`cfg.beam` of them when that many end)."""
     was_training = model.training

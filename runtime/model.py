@@ -78,6 +78,44 @@ def linear(layer: nn.Linear, x, pack: dict | None = None):
     return torch.addmm(layer.bias, x.reshape(-1, x.shape[-1]), pack[layer]).view(*x.shape[:-1], -1)
 
 
+class KVCache:
+    """One decoder layer's self-attention keys and values during eager generation, in buffers
+    allocated once for the whole generation ([B, H, capacity, D/H]): each step writes its one
+    new position in place, where concatenating copies the whole past every step."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.n = capacity, 0
+        self.k = self.v = None
+        self._spare = None  # the buffers `reorder` gathers into
+
+    def append(self, k, v):
+        """Add positions k, v [B, H, T, D/H]; -> the keys and values of all positions so far."""
+        B, H, T, Dh = k.shape
+        if self.k is None or self.n + T > self.k.shape[2]:  # first call, or past the capacity hint
+            size = max(self.capacity, 2 * (self.n + T))
+            grown_k, grown_v = k.new_empty(B, H, size, Dh), v.new_empty(B, H, size, Dh)
+            if self.n:
+                grown_k[:, :, :self.n], grown_v[:, :, :self.n] = self.k[:, :, :self.n], self.v[:, :, :self.n]
+            self.k, self.v = grown_k, grown_v
+        self.k[:, :, self.n:self.n + T] = k
+        self.v[:, :, self.n:self.n + T] = v
+        self.n += T
+        return self.k[:, :, :self.n], self.v[:, :, :self.n]
+
+    def reorder(self, order) -> "KVCache":
+        """Keep rows `order` (beam search moves beams), in place: the filled positions are
+        gathered into a second buffer pair, which then swaps with the first, so a search
+        allocates no memory per step."""
+        n = self.n
+        if self._spare is None or self._spare[0].shape != self.k.shape:
+            self._spare = (torch.empty_like(self.k), torch.empty_like(self.v))
+        k, v = self._spare
+        torch.index_select(self.k[:, :, :n], 0, order, out=k[:, :, :n])
+        torch.index_select(self.v[:, :, :n], 0, order, out=v[:, :, :n])
+        self._spare, self.k, self.v = (self.k, self.v), k, v
+        return self
+
+
 class Attention(nn.Module):
     """Multi-head attention.  Self-attention projects queries, keys and values with one fused
     matrix (`qkv`); cross-attention projects queries from x and keys/values from the memory
@@ -120,18 +158,35 @@ class Attention(nn.Module):
         (k, v) (`past`, None on the first call) and their own; -> output, the extended (k, v)."""
         B, T, D = x.shape
         q, k, v = self._split(linear(self.qkv, x, pack), 3)
-        if past is not None:
-            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # [B, H, t+T, D/H]
+        first = past is None or (isinstance(past, KVCache) and past.n == 0)
+        if isinstance(past, KVCache):  # eager generation: written in place, no copy of the past
+            present = past
+            k, v = past.append(k, v)
+        else:  # (k, v) tensors: the exported graph's form, and the plain eager one
+            if past is not None:
+                k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # [B, H, t+T, D/H]
+            present = (k, v)
         # the first call feeds several positions at once (BOS and the forced prefix): causal
         # (for one position the same as not; no branch on T keeps the graph exportable)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=past is None)
-        return linear(self.out, y.transpose(1, 2).reshape(B, T, D), pack), (k, v)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=first)
+        return linear(self.out, y.transpose(1, 2).reshape(B, T, D), pack), present
 
     def cross_cached(self, x, k, v, mask, pack=None):
-        B, T, D = x.shape
-        (q,) = self._split(linear(self.q, x, pack), 1)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return linear(self.out, y.transpose(1, 2).reshape(B, T, D), pack)
+        """x [N, T, D] over keys/values k, v [B, H, S, D/H] of B sources.  N = B*K rows (K beams
+        or samples per source, consecutive): the K rows of a source attend as K*T queries to
+        its one copy of the keys/values, which are then never copied per beam."""
+        N, T, D = x.shape
+        (q,) = self._split(linear(self.q, x, pack), 1)  # [N, H, T, D/H]
+        B = k.shape[0]
+        if B == N:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+        else:
+            H, Dh = q.shape[1], q.shape[3]
+            K = N // B
+            q = q.view(B, K, H, T, Dh).transpose(1, 2).reshape(B, H, K * T, Dh)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, K*T, D/H]
+            y = y.view(B, H, K, T, Dh).permute(0, 2, 3, 1, 4)  # [B, K, T, H, D/H]
+        return linear(self.out, y.reshape(N, T, D), pack)
 
 
 class Block(nn.Module):
@@ -308,6 +363,10 @@ def build_adaptor(name: str, cfg: ModelConfig, embed: nn.Embedding) -> nn.Module
 # ------------------------------------------------------------------------------ model
 
 class GeneralistModel(nn.Module):
+    # generation may give decode_step one cross-attention key/value copy per source for all of
+    # its beams (the exported graphs take one per row)
+    shares_cross_across_beams = True
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -383,11 +442,16 @@ class GeneralistModel(nn.Module):
             self.__dict__["_pack"] = cached = (key, pack)
         return cached[1]
 
-    def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = False, pack=None):
+    def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = False, pack=None,
+                    capacity: int = 64):
         """Incremental decoding.  tokens [B, T]: the positions start..start+T-1 (T > 1 only on
         the first call, past None); past: each layer's self-attention (k, v) of the earlier
         positions, or None; cross: cross_cache(memory).  -> logits [B, T, V] (`last`: only
-        the last position's, [B, 1, V]), present.  `pack`: pack_decoder(), for speed."""
+        the last position's, [B, 1, V]), present.  `pack`: pack_decoder(), for speed; with it
+        the past is each layer's KVCache, preallocated for `capacity` positions (the most the
+        generation will feed; it grows if that was short)."""
+        if past is None and pack is not None:
+            past = [KVCache(capacity) for _ in self.decoder]
         pos = self.dec_pos(torch.arange(start, start + tokens.shape[1], device=tokens.device))
         x = self.ln_emb(self.embed(tokens) * math.sqrt(self.cfg.d_model) + pos)
         present = []

@@ -188,11 +188,15 @@ class _Search:
         self.N = self.B * self.K
         rows = xp.repeat(self.B, self.K)  # row -> example
         cross = model.cross_cache(memory)
-        self.cross = cross if self.K == 1 else [(k[rows], v[rows]) for k, v in cross]  # one copy per beam
+        shared = self.K == 1 or getattr(model, "shares_cross_across_beams", False)
+        self.cross = cross if shared else [(k[rows], v[rows]) for k, v in cross]  # one copy per beam
         self.pack = model.pack_decoder() if hasattr(model, "pack_decoder") else None
         # an additive mask (0 / -inf) is cheaper for the attention kernel than a boolean one, and
         # none at all (the eager model takes None) where no source is padded
-        self.mask = None if self.pack is not None and bool(mask.all()) else xp.additive(mask[rows], memory.dtype)
+        if self.pack is not None and bool(mask.all()):
+            self.mask = None
+        else:
+            self.mask = xp.additive(mask if shared else mask[rows], memory.dtype)
         # the forced prefix of each row: BOS then the example's no_loss decoder text
         plen = xp.long(batch.prefix)  # [B]
         width = int(plen.max()) + 1 if len(plen) else 1
@@ -228,7 +232,7 @@ class _Search:
         while tokens.shape[1] <= limit:
             if self.pack is not None:
                 logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask, last=True,
-                                                      pack=self.pack)
+                                                      pack=self.pack, capacity=limit + 1)
             else:
                 logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask, last=True)
             pos += inp.shape[1]
@@ -244,7 +248,7 @@ class _Search:
             if order is not None:  # beams moved: their histories and caches move with them
                 tokens, generated = tokens[order], generated[order]
                 forced_now = forced_now[order] if forced_now is not None else None
-                past = [(k[order], v[order]) for k, v in past]
+                past = [p.reorder(order) if hasattr(p, "reorder") else (p[0][order], p[1][order]) for p in past]
             tokens = xp.cat(tokens, tok[:, None])
             generated = generated + xp.long(~forced_now) if forced_now is not None else generated + 1
             self.finish(tokens, scores, generated)
