@@ -19,7 +19,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 
 
-def make_task_file(tmp_path, steps=60, extra_train="", **settings):
+def make_task_file(tmp_path, steps=60, extra_train="", image_attrs="", **settings):
     (tmp_path / "img").mkdir(exist_ok=True)
     rows = []
     for i in range(40):
@@ -32,7 +32,7 @@ def make_task_file(tmp_path, steps=60, extra_train="", **settings):
         (tmp_path / f"{name}_valid.jsonl").write_text("\n".join(json.dumps(r) for r in data[32:]) + "\n")
     source = f"""
 task caption {{
-    instruction: [IMAGE:img] what does the image describe? -> [TEXT:cap]
+    instruction: [IMAGE:img{image_attrs}] what does the image describe? -> [TEXT:cap]
     train = cap_train.jsonl
     valid = cap_valid.jsonl
     micro_batch_size = 8
