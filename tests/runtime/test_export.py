@@ -32,8 +32,8 @@ def test_the_folder_holds_checked_graphs_and_a_manifest(exported):
 
     folder = exported / "onnx"
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert set(manifest["graphs"]) == {"encoder_image_patch-text", "encoder_text", "decoder", "decoder_with_past"}
-    assert manifest["encoders"] == {"caption": "encoder_image_patch-text", "middle": "encoder_text"}
+    assert set(manifest["graphs"]) == {"encoder_image_resnet-text", "encoder_text", "decoder", "decoder_with_past"}
+    assert manifest["encoders"] == {"caption": "encoder_image_resnet-text", "middle": "encoder_text"}
     for graph in manifest["graphs"].values():
         onnx.checker.check_model(onnx.load(str(folder / graph["file"])), full_check=True)
     for f in ("programs.json", "tokenizer.json", "config.json"):

@@ -127,7 +127,7 @@ def test_interrupt_and_resume_equal_the_uninterrupted_run(tmp_path, ema):
 def test_loss_mean_tasks_gives_every_task_its_mean_token_loss(tmp_path, monkeypatch):
     # caption in two micro-batches of 4 (update_freq 2), middle in one of 8: under `loss_mean =
     # tasks` the update's gradient is that of mean(caption's token mean, middle's token mean)
-    make_task_file(tmp_path, steps=1, dropout="0.0", extra_train="loss_mean = tasks  clip_norm = 0")
+    make_task_file(tmp_path, steps=1, dropout="0.0", extra_train="loss_mean = tasks  clip_norm = 0  precision = fp32")
     source = (tmp_path / "t.ofa").read_text().replace("micro_batch_size = 8", "micro_batch_size = 4  update_freq = 2", 1)
     compiled, _ = compile_source(source, str(tmp_path / "t.ofa"), tmp_path)
     seen = {}
@@ -148,6 +148,7 @@ def test_loss_mean_tasks_gives_every_task_its_mean_token_loss(tmp_path, monkeypa
     assert [task for task, _ in seen["pending"]] == ["caption", "caption", "middle"]
     model, sums, counts = seen["model"], {}, {}
     for task, batch in seen["pending"]:
+        batch = batch.to("cpu")  # pixels arrive as uint8; to() normalizes them, as the trainer does
         loss, _ = token_losses(model(batch), batch.target, batch.loss_mask, seen["losses"][task][0])
         sums[task] = sums.get(task, 0) + loss.sum()
         counts[task] = counts.get(task, 0) + int(batch.loss_mask.sum())
