@@ -9,7 +9,7 @@ from .check import check_instruction
 from .datafile import DataFileError, columns_of
 from .diagnostics import Diagnostics, Note
 from .names import closest
-from .settings import BLOCKS, PRESETS, TOP_LEVEL, BlockSchema, Setting
+from .settings import BLOCKS, TOP_LEVEL, BlockSchema, Setting, model_sizes, size_conflicts
 from .typed import CheckedFile, CheckedTask
 
 _BAD = object()
@@ -59,32 +59,14 @@ def check_file(tf: ast.TaskFile, diags: Diagnostics, base_dir: Path | None = Non
 
 def _check_model(block: ast.Block, values: dict, tasks: list[CheckedTask], diags: Diagnostics) -> None:
     """Model settings that are each in range but do not fit together."""
-    size = {**PRESETS[values.get("preset", "tiny")], **{k: v for k, v in values.items() if v is not None}}
+    sizes = model_sizes(values)
     spans = {e.key: e.span for e in block.entries if isinstance(e, ast.Pair)}
-
-    def where(*keys):  # the first of the settings that the user wrote, else the block itself
-        return next((spans[k] for k in keys if k in spans), block.kind_span)
-
-    if size["d_model"] % size["heads"]:
-        diags.error("E0045", f"d_model = {size['d_model']} does not split into heads = {size['heads']}",
-                    where("heads", "d_model", "preset"), label="not a divisor",
-                    help="choose heads that divide d_model (each head gets d_model / heads features)")
-    image, patch = size["image_size"], size["patch_size"]
-    if image % patch:
-        diags.error("E0045", f"image_size = {image} is not a multiple of patch_size = {patch}",
-                    where("patch_size", "image_size"), label="not a divisor",
-                    help=f"choose a patch_size that divides image_size, e.g. {_divisor_near(image, patch)}")
-    elif patch < 2 or patch & (patch - 1):
-        user = next((t.name for t in tasks for tpl in t.templates for s in tpl.slots()
-                     if s.adaptor == "image_resnet"), None)
-        if user is not None:
-            diags.error("E0045", f"task `{user}` uses adaptor image_resnet, which halves images down to "
-                        f"patch_size = {patch}: not a power of two", where("patch_size"), label="not 2, 4, 8, 16, ...",
-                        help="use a power-of-two patch_size, or the default image adaptor (image_patch)")
-
-
-def _divisor_near(n: int, d: int) -> int:
-    return min((k for k in range(1, n + 1) if n % k == 0), key=lambda k: (abs(k - d), k))
+    stem_user = next((t for t in tasks for tpl in t.templates for s in tpl.slots() if s.adaptor == "image_resnet"), None)
+    for c in size_conflicts(sizes["d_model"], sizes["heads"], sizes["image_size"], sizes["patch_size"],
+                            stem_user is not None):
+        span = next((spans[k] for k in c.at if k in spans), block.kind_span)  # else the block itself
+        notes = (Note(f"task `{stem_user.name}` uses it", stem_user.span),) if c.adaptor else ()
+        diags.error("E0045", c.message, span, label=c.label, notes=notes, help=c.help)
 
 
 def _schema(block: ast.Block, allowed, diags: Diagnostics) -> BlockSchema | None:

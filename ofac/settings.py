@@ -72,6 +72,46 @@ PRESETS = {
     "small": dict(d_model=512, ffn_dim=2048, encoder_layers=6, decoder_layers=6, heads=8),
     "base": dict(d_model=768, ffn_dim=3072, encoder_layers=6, decoder_layers=6, heads=12),
 }
+SIZE_KEYS = ("d_model", "ffn_dim", "encoder_layers", "decoder_layers", "heads", "dropout", "image_size", "patch_size",
+             "video_frames")
+
+
+def model_sizes(model: dict) -> dict:
+    """A model block's sizes: its preset's, then each size the block sets itself."""
+    sizes = dict(PRESETS[model.get("preset") or "tiny"])
+    sizes.update((k, model[k]) for k in SIZE_KEYS if model.get(k) is not None)
+    return sizes
+
+
+@dataclass(frozen=True)
+class SizeConflict:
+    at: tuple[str, ...]  # the settings at fault, the one a diagnostic should point at first
+    message: str
+    label: str
+    help: str
+    adaptor: str | None = None  # the adaptor whose needs the sizes break
+
+
+def size_conflicts(d_model: int, heads: int, image_size: int, patch_size: int, resnet: bool) -> list[SizeConflict]:
+    """Model sizes that are each in range but do not fit together.  `ofac check` reports each
+    at its setting; ModelConfig raises the first (a model built from Python)."""
+    out = []
+    if d_model % heads:
+        out.append(SizeConflict(("heads", "d_model", "preset"),
+                                f"d_model = {d_model} is not divisible by heads = {heads}", "not a divisor",
+                                "choose heads that divide d_model (each head gets d_model / heads features)"))
+    if image_size % patch_size:
+        near = min((k for k in range(1, image_size + 1) if image_size % k == 0),
+                   key=lambda k: (abs(k - patch_size), k))
+        out.append(SizeConflict(("patch_size", "image_size"),
+                                f"image_size = {image_size} is not a multiple of patch_size = {patch_size}",
+                                "not a divisor", f"choose a patch_size that divides image_size, e.g. {near}"))
+    elif resnet and (patch_size < 2 or patch_size & (patch_size - 1)):
+        out.append(SizeConflict(("patch_size",), f"adaptor image_resnet halves images down to patch_size = "
+                                f"{patch_size}: not a power of two", "not 2, 4, 8, 16, ...",
+                                "use a power-of-two patch_size, or the default image adaptor (image_patch)",
+                                "image_resnet"))
+    return out
 
 
 MODEL = BlockSchema("model", "the generalist encoder-decoder", (

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ofac.settings import PRESETS
-
+from ofac.settings import model_sizes, size_conflicts
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,8 @@ class ModelConfig:
     @classmethod
     def from_settings(cls, model: dict, vocab_size: int, adaptors, bin_ids: tuple[int, int] = (0, 0)) -> "ModelConfig":
         """From a `.ofa` model block: the preset, then any field it overrides."""
-        fields = dict(PRESETS[model.get("preset", "tiny")])
-        for key in ("d_model", "ffn_dim", "encoder_layers", "decoder_layers", "heads", "dropout", "image_size",
-                    "patch_size", "video_frames"):
-            if model.get(key) is not None:
-                fields[key] = model[key]
-        return cls(vocab_size=vocab_size, adaptors=tuple(sorted(set(adaptors))), bin_ids=tuple(bin_ids), **fields)
+        return cls(vocab_size=vocab_size, adaptors=tuple(sorted(set(adaptors))), bin_ids=tuple(bin_ids),
+                   **model_sizes(model))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,14 +53,10 @@ class ModelConfig:
         return cls(**{**d, "adaptors": tuple(d["adaptors"]), "bin_ids": tuple(d.get("bin_ids", (0, 0)))})
 
     def __post_init__(self):
-        if self.d_model % self.heads:
-            raise ValueError(f"d_model={self.d_model} is not divisible by heads={self.heads}")
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
-        p = self.patch_size
-        if "image_resnet" in self.adaptors and (p < 2 or p & (p - 1)):
-            raise ValueError(f"adaptor image_resnet halves the image down to patch_size, which must be a power "
-                             f"of two (2, 4, 8, 16, ...), not {p}")
+        conflicts = size_conflicts(self.d_model, self.heads, self.image_size, self.patch_size,
+                                   "image_resnet" in self.adaptors)
+        if conflicts:
+            raise ValueError(f"{conflicts[0].message}: {conflicts[0].help}")
 
 
 # ------------------------------------------------------------------------------ layers
