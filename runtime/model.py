@@ -354,10 +354,6 @@ def build_adaptor(name: str, cfg: ModelConfig, embed: nn.Embedding) -> nn.Module
 # ------------------------------------------------------------------------------ model
 
 class GeneralistModel(nn.Module):
-    # generation may give decode_step one cross-attention key/value copy per source for all of
-    # its beams (the exported graphs take one per row)
-    shares_cross_across_beams = True
-
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -432,6 +428,16 @@ class GeneralistModel(nn.Module):
             pack["proj"] = self.embed.weight.detach().t().contiguous()
             self.__dict__["_pack"] = cached = (key, pack)
         return cached[1]
+
+    def generation_traits(self, capacity: int):
+        """What the search may give decode_step (search.StepTraits): one cross-attention
+        key/value copy per source for all its beams, no memory mask when nothing is padded, and
+        the weight pack with KV caches for `capacity` positions.  The exported graphs take
+        none of it (a copy per row, always a mask, (k, v) tensors)."""
+        from .search import StepTraits
+
+        return StepTraits(shared_cross=True, optional_mask=True,
+                          step_options={"pack": self.pack_decoder(), "capacity": capacity})
 
     def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = False, pack=None,
                     capacity: int = 64):

@@ -24,6 +24,22 @@ from .tokenizer import BOS, EOS, PAD
 NEG = float("-inf")
 
 
+@dataclass(frozen=True)
+class StepTraits:
+    """What a model's `decode_step` takes beyond the plain protocol of the search (encode,
+    cross_cache, decode_step(tokens, start, past, cross, mask, last)).  A model declares them
+    with `generation_traits(capacity)`; one without that method (the ONNX graphs) gets none.
+
+    shared_cross: the K beam rows of a source may attend to its one cross-attention key/value
+        copy (else each row gets its own);
+    optional_mask: the memory mask may be None where no source is padded;
+    step_options: extra keyword arguments of every decode_step (the eager model's weight pack
+        and cache capacity)."""
+    shared_cross: bool = False
+    optional_mask: bool = False
+    step_options: dict = field(default_factory=dict)
+
+
 class Trie:
     """Candidate answers as token sequences (each ending in EOS); `allowed` gives the tokens
     that continue some candidate after a generated prefix."""
@@ -187,18 +203,20 @@ class _Search:
         self.B, self.K = memory.shape[0], max(1, cfg.beam)
         self.N = self.B * self.K
         rows = xp.repeat(self.B, self.K)  # row -> example
+        # the forced prefix of each row: BOS then the example's no_loss decoder text
+        plen = xp.long(batch.prefix)  # [B]
+        self.limit = (int(plen.max()) if len(plen) else 0) + cfg.max_len + 1  # the most tokens a row holds
+        traits = model.generation_traits(self.limit + 1) if hasattr(model, "generation_traits") else StepTraits()
+        self.step_options = traits.step_options
         cross = model.cross_cache(memory)
-        shared = self.K == 1 or getattr(model, "shares_cross_across_beams", False)
+        shared = self.K == 1 or traits.shared_cross
         self.cross = cross if shared else [(k[rows], v[rows]) for k, v in cross]  # one copy per beam
-        self.pack = model.pack_decoder() if hasattr(model, "pack_decoder") else None
         # an additive mask (0 / -inf) is cheaper for the attention kernel than a boolean one, and
-        # none at all (the eager model takes None) where no source is padded
-        if self.pack is not None and bool(mask.all()):
+        # none at all where the model allows it and no source is padded
+        if traits.optional_mask and bool(mask.all()):
             self.mask = None
         else:
             self.mask = xp.additive(mask if shared else mask[rows], memory.dtype)
-        # the forced prefix of each row: BOS then the example's no_loss decoder text
-        plen = xp.long(batch.prefix)  # [B]
         width = int(plen.max()) + 1 if len(plen) else 1
         forced = xp.copy(xp.long(batch.decoder_input[:, :width]))  # [B, width]
         forced[xp.arange(width)[None] > plen[:, None]] = PAD
@@ -228,13 +246,9 @@ class _Search:
             scores[:, 1:] = NEG  # the K beams start as one
         generated = xp.zeros(N, "long")  # tokens after the prefix
         past, inp, pos = None, tokens, 0
-        limit = int(self.plen.max()) + cfg.max_len + 1
-        while tokens.shape[1] <= limit:
-            if self.pack is not None:
-                logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask, last=True,
-                                                      pack=self.pack, capacity=limit + 1)
-            else:
-                logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask, last=True)
+        while tokens.shape[1] <= self.limit:
+            logits, past = self.model.decode_step(inp, pos, past, self.cross, self.mask, last=True,
+                                                  **self.step_options)
             pos += inp.shape[1]
             lp = xp.log_softmax(logits[:, -1])  # [N, V], float32
             prefix_left = tokens.shape[1] <= self.plen_max
