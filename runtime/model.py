@@ -179,6 +179,29 @@ class Attention(nn.Module):
             y = y.view(B, H, K, T, Dh).permute(0, 2, 3, 1, 4)  # [B, K, T, H, D/H]
         return linear(self.out, y.reshape(N, T, D), pack)
 
+    def cross_memory(self, x, memory, mask, pack):
+        """Cross-attention of x [N, T, D] over the encoder output itself, memory [B, S, D] of B
+        sources (N = B*K rows, K consecutive rows per source), for eager generation.  The key
+        and value projections move to the query and to the attended memory: per head,
+        q.(W_k m + b_k) = (W_k^T q).m + q.b_k, and the last term is the same at every position,
+        so softmax drops it; sum_s p_s (W_v m_s + b_v) = W_v (sum_s p_s m_s) + b_v, as the p_s
+        sum to 1.  A generation then keeps one [B, S, D] memory for all layers instead of every
+        layer's keys and values (2L times less to read per step); the exported graphs keep the
+        keys/values form (`cross_cached`).  `pack` holds W_k as [H, D/H, D] and W_v^T as
+        [H, D, D/H] (GeneralistModel.pack_decoder)."""
+        N, T, D = x.shape
+        B, H = memory.shape[0], self.heads
+        wk, wv_t = pack[(self, "k")], pack[(self, "v")]
+        # heads are the batch of the per-head products (a broadcast matmul would copy the weights
+        # once per row)
+        q = linear(self.q, x, pack).view(N * T, H, D // H).transpose(0, 1)  # [H, N*T, D/H]
+        q = torch.bmm(q, wk).view(H, B, -1, D).transpose(0, 1)  # [B, H, K*T, D]: in the memory's space
+        y = F.scaled_dot_product_attention(q.reshape(B, 1, -1, D), memory[:, None], memory[:, None],
+                                           attn_mask=mask, scale=(D // H) ** -0.5)  # [B, 1, H*K*T, D]
+        y = torch.bmm(y.view(B, H, -1, D).transpose(0, 1).reshape(H, N * T, D), wv_t)  # [H, N*T, D/H]
+        y = y.transpose(0, 1).reshape(N, T, D) + pack[(self, "v_bias")]
+        return linear(self.out, y, pack)
+
 
 class Block(nn.Module):
     """Pre-LayerNorm transformer block; with `cross`, a decoder block."""
@@ -204,7 +227,10 @@ class Block(nn.Module):
         """A decoder block on new positions with cached keys/values (eval mode, no dropout)."""
         h, present = self.attn.cached(self.ln1(x), past, pack)
         x = x + h
-        x = x + self.cross.cross_cached(self.ln_cross(x), cross_kv[0], cross_kv[1], memory_mask, pack)
+        if isinstance(cross_kv, torch.Tensor):  # the encoder output itself (see cross_memory)
+            x = x + self.cross.cross_memory(self.ln_cross(x), cross_kv, memory_mask, pack)
+        else:
+            x = x + self.cross.cross_cached(self.ln_cross(x), cross_kv[0], cross_kv[1], memory_mask, pack)
         up, down = self.ffn[0], self.ffn[3]
         return x + linear(down, F.gelu(linear(up, self.ln2(x), pack)), pack), present
 
@@ -426,24 +452,40 @@ class GeneralistModel(nn.Module):
         if cached is None or cached[0] != key:
             pack = {m: m.weight.detach().t().contiguous() for m in linears}
             pack["proj"] = self.embed.weight.detach().t().contiguous()
+            D, H = self.cfg.d_model, self.cfg.heads
+            for block in self.decoder:  # the cross-attention key/value projections, per head
+                a = block.cross
+                w, b = a.kv.weight.detach(), a.kv.bias.detach()
+                pack[(a, "k")] = w[:D].reshape(H, D // H, D).contiguous()
+                pack[(a, "v")] = w[D:].reshape(H, D // H, D).transpose(1, 2).contiguous()
+                pack[(a, "v_bias")] = b[D:].contiguous()
             self.__dict__["_pack"] = cached = (key, pack)
         return cached[1]
 
-    def generation_traits(self, capacity: int):
-        """What the search may give decode_step (search.StepTraits): one cross-attention
-        key/value copy per source for all its beams, no memory mask when nothing is padded, and
-        the weight pack with KV caches for `capacity` positions.  The exported graphs take
+    def generation_traits(self, memory, capacity: int):
+        """What the search may give decode_step (search.StepTraits) for the encoder output
+        `memory`: that output itself as `cross` where it is cheaper to read than every layer's
+        keys/values (see Attention.cross_memory), one copy per source for all its beams, no
+        memory mask when nothing is padded, and the weight pack with KV caches for `capacity`
+        positions.  The exported graphs take
         none of it (a copy per row, always a mask, (k, v) tensors)."""
         from .search import StepTraits
 
-        return StepTraits(shared_cross=True, optional_mask=True,
+        # per step, the keys/values form reads 2L [B, S, D] tensors, the memory form one [B, S, D]
+        # memory and 2L [D, D] weights: the memory form where that at least halves the reads
+        # (batches of long sources; at batch 1 its extra per-head products cost more than they save)
+        B, S, D = memory.shape
+        L = len(self.decoder)
+        from_memory = 2 * (B * S * D + 2 * L * D * D) <= 2 * L * B * S * D
+        return StepTraits(shared_cross=True, optional_mask=True, cross_from_memory=from_memory,
                           step_options={"pack": self.pack_decoder(), "capacity": capacity})
 
     def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = False, pack=None,
                     capacity: int = 64):
         """Incremental decoding.  tokens [B, T]: the positions start..start+T-1 (T > 1 only on
         the first call, past None); past: each layer's self-attention (k, v) of the earlier
-        positions, or None; cross: cross_cache(memory).  -> logits [B, T, V] (`last`: only
+        positions, or None; cross: cross_cache(memory), or with `pack` the memory [B, S, D]
+        itself.  -> logits [B, T, V] (`last`: only
         the last position's, [B, 1, V]), present.  `pack`: pack_decoder(), for speed; with it
         the past is each layer's KVCache, preallocated for `capacity` positions (the most the
         generation will feed; it grows if that was short)."""
@@ -452,8 +494,10 @@ class GeneralistModel(nn.Module):
         pos = self.dec_pos(torch.arange(start, start + tokens.shape[1], device=tokens.device))
         x = self.ln_emb(self.embed(tokens) * math.sqrt(self.cfg.d_model) + pos)
         present = []
+        from_memory = isinstance(cross, torch.Tensor)
         for i, block in enumerate(self.decoder):
-            x, kv = block.step(x, None if past is None else past[i], cross[i], memory_mask, pack)
+            x, kv = block.step(x, None if past is None else past[i], cross if from_memory else cross[i],
+                               memory_mask, pack)
             present.append(kv)
         if last:
             x = x[:, -1:]

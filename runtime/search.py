@@ -28,15 +28,18 @@ NEG = float("-inf")
 class StepTraits:
     """What a model's `decode_step` takes beyond the plain protocol of the search (encode,
     cross_cache, decode_step(tokens, start, past, cross, mask, last)).  A model declares them
-    with `generation_traits(capacity)`; one without that method (the ONNX graphs) gets none.
+    with `generation_traits(memory, capacity)`; one without that method (the ONNX graphs) gets none.
 
     shared_cross: the K beam rows of a source may attend to its one cross-attention key/value
         copy (else each row gets its own);
     optional_mask: the memory mask may be None where no source is padded;
+    cross_from_memory: decode_step takes the encoder output itself as `cross` (cross_cache
+        is not called);
     step_options: extra keyword arguments of every decode_step (the eager model's weight pack
         and cache capacity)."""
     shared_cross: bool = False
     optional_mask: bool = False
+    cross_from_memory: bool = False
     step_options: dict = field(default_factory=dict)
 
 
@@ -206,11 +209,14 @@ class _Search:
         # the forced prefix of each row: BOS then the example's no_loss decoder text
         plen = xp.long(batch.prefix)  # [B]
         self.limit = (int(plen.max()) if len(plen) else 0) + cfg.max_len + 1  # the most tokens a row holds
-        traits = model.generation_traits(self.limit + 1) if hasattr(model, "generation_traits") else StepTraits()
+        has_traits = hasattr(model, "generation_traits")
+        traits = model.generation_traits(memory, self.limit + 1) if has_traits else StepTraits()
         self.step_options = traits.step_options
-        cross = model.cross_cache(memory)
+        cross = memory if traits.cross_from_memory else model.cross_cache(memory)
         shared = self.K == 1 or traits.shared_cross
-        self.cross = cross if shared else [(k[rows], v[rows]) for k, v in cross]  # one copy per beam
+        if not shared:  # one copy per beam
+            cross = memory[rows] if traits.cross_from_memory else [(k[rows], v[rows]) for k, v in cross]
+        self.cross = cross
         # an additive mask (0 / -inf) is cheaper for the attention kernel than a boolean one, and
         # none at all where the model allows it and no source is padded
         if traits.optional_mask and bool(mask.all()):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -44,6 +45,33 @@ def test_the_cache_gives_the_logits_of_the_full_decoder(vocab):
         logits, past = model.decode_step(tokens[:, t:t + 1], t, past, cross, mask)
         steps.append(logits)
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
+
+
+def test_attending_to_the_memory_gives_the_keys_values_logits():
+    """Eager generation of big batches attends to the encoder output itself (the key/value
+    projections moved to the query and the result): the logits of the keys/values form, for
+    padded sources and K consecutive rows per source."""
+    torch.manual_seed(0)
+    model = GeneralistModel(ModelConfig(vocab_size=300, d_model=64, ffn_dim=128, encoder_layers=1,
+                                        decoder_layers=2, heads=4, dropout=0.0)).eval()
+    B, K, S = 3, 2, 7
+    memory = torch.randn(B, S, 64)
+    mask = torch.zeros(B, 1, 1, S)
+    mask[0, ..., 5:] = float("-inf")  # a padded source
+    rows = torch.arange(B).repeat_interleave(K)
+    tokens = torch.randint(4, 300, (B * K, 3))
+    with torch.no_grad():
+        keys_values = [(k[rows], v[rows]) for k, v in model.cross_cache(memory)]
+        want, _ = model.decode_step(tokens, 0, None, keys_values, mask[rows])
+        got, _ = model.decode_step(tokens, 0, None, memory, mask, pack=model.pack_decoder())
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_the_memory_form_is_taken_where_it_reads_less():
+    model = GeneralistModel(ModelConfig(vocab_size=300, dropout=0.0, d_model=256, ffn_dim=1024, encoder_layers=1,
+                                        decoder_layers=4, heads=4)).eval()
+    assert model.generation_traits(torch.zeros(16, 64, 256), 33).cross_from_memory  # 16 sources of 64
+    assert not model.generation_traits(torch.zeros(1, 64, 256), 33).cross_from_memory  # one short source
 
 
 def reference_greedy(model, batch, max_len):
@@ -204,8 +232,14 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(vocab, run):
     assert len({tuple(h.tokens) for x in a for h in x}) > 3  # samples differ
 
 
+@pytest.mark.parametrize("cross", ["keys_values", "memory"])
 @pytest.mark.parametrize("instruction", ["[TEXT:s] -> [TEXT:t]", "[TEXT:s] -> [TEXT:p,no_loss] then [TEXT:t]"])
-def test_the_numpy_search_answers_what_the_torch_search_does(vocab, instruction):
+def test_the_numpy_search_answers_what_the_torch_search_does(vocab, instruction, cross, monkeypatch):
+    # the numpy side runs the exported graphs' form (keys/values per row); the torch side each
+    # of the eager model's cross-attention forms, whatever the batch size would pick
+    traits = GeneralistModel.generation_traits
+    monkeypatch.setattr(GeneralistModel, "generation_traits", lambda self, memory, capacity: replace(
+        traits(self, memory, capacity), cross_from_memory=cross == "memory"))
     answers = [vocab.encode(a) for a in ("yes", "no", "the quick brown fox", "a red circle above a blue square")]
     rows = [{**r, "p": "a longer forced prefix" if i == 1 else "x"} for i, r in enumerate(SOURCES)]
     for seed in range(3):
