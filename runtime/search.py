@@ -30,8 +30,8 @@ class StepTraits:
     cross_cache, decode_step(tokens, start, past, cross, mask, last)).  A model declares them
     with `generation_traits(memory, capacity)`; one without that method (the ONNX graphs) gets none.
 
-    shared_cross: the K beam rows of a source may attend to its one cross-attention key/value
-        copy (else each row gets its own);
+    shared_cross: the K beam rows of a source may attend to its one copy of the cross-attention
+        keys/values, or of the memory (else each row gets its own);
     optional_mask: the memory mask may be None where no source is padded;
     cross_from_memory: decode_step takes the encoder output itself as `cross` (cross_cache
         is not called);
