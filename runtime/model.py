@@ -467,8 +467,8 @@ class GeneralistModel(nn.Module):
         `memory`: that output itself as `cross` where it is cheaper to read than every layer's
         keys/values (see Attention.cross_memory), one copy per source for all its beams, no
         memory mask when nothing is padded, and the weight pack with KV caches for `capacity`
-        positions.  The exported graphs take
-        none of it (a copy per row, always a mask, (k, v) tensors)."""
+        positions.  The exported graphs take none of it (a copy per row, always a mask, (k, v)
+        tensors)."""
         from .search import StepTraits
 
         # per step, the keys/values form reads 2L [B, S, D] tensors, the memory form one [B, S, D]
@@ -485,8 +485,7 @@ class GeneralistModel(nn.Module):
         """Incremental decoding.  tokens [B, T]: the positions start..start+T-1 (T > 1 only on
         the first call, past None); past: each layer's self-attention (k, v) of the earlier
         positions, or None; cross: cross_cache(memory), or with `pack` the memory [B, S, D]
-        itself.  -> logits [B, T, V] (`last`: only
-        the last position's, [B, 1, V]), present.  `pack`: pack_decoder(), for speed; with it
+        itself.  -> logits [B, T, V] (`last`: only the last position's, [B, 1, V]), present.  `pack`: pack_decoder(), for speed; with it
         the past is each layer's KVCache, preallocated for `capacity` positions (the most the
         generation will feed; it grows if that was short)."""
         if past is None and pack is not None:

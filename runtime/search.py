@@ -33,8 +33,8 @@ class StepTraits:
     shared_cross: the K beam rows of a source may attend to its one copy of the cross-attention
         keys/values, or of the memory (else each row gets its own);
     optional_mask: the memory mask may be None where no source is padded;
-    cross_from_memory: decode_step takes the encoder output itself as `cross` (cross_cache
-        is not called);
+    cross_from_memory: decode_step takes the encoder output itself as `cross`, one copy per
+        source (cross_cache is not called);
     step_options: extra keyword arguments of every decode_step (the eager model's weight pack
         and cache capacity)."""
     shared_cross: bool = False
@@ -212,11 +212,13 @@ class _Search:
         has_traits = hasattr(model, "generation_traits")
         traits = model.generation_traits(memory, self.limit + 1) if has_traits else StepTraits()
         self.step_options = traits.step_options
-        cross = memory if traits.cross_from_memory else model.cross_cache(memory)
-        shared = self.K == 1 or traits.shared_cross
-        if not shared:  # one copy per beam
-            cross = memory[rows] if traits.cross_from_memory else [(k[rows], v[rows]) for k, v in cross]
-        self.cross = cross
+        # the memory form always takes one copy per source (its K rows attend to it together)
+        shared = self.K == 1 or traits.shared_cross or traits.cross_from_memory
+        if traits.cross_from_memory:
+            self.cross = memory
+        else:
+            cross = model.cross_cache(memory)
+            self.cross = cross if shared else [(k[rows], v[rows]) for k, v in cross]  # one copy per beam
         # an additive mask (0 / -inf) is cheaper for the attention kernel than a boolean one, and
         # none at all where the model allows it and no source is padded
         if traits.optional_mask and bool(mask.all()):
