@@ -16,7 +16,7 @@ what the workers add; with torch's default threads (`--threads 0`) the 0-worker 
 spreads resize and fbank over the cores, and neither pipeline gains much from workers on a
 2-core machine.  Repetitions of ofac and plain are interleaved and the best of each is kept.
 
-  python benchmarks/data_throughput.py [--items 256] [--batch 16] [--repeat 3] [--threads 1]
+  python benchmarks/data_throughput.py [--items 768] [--batch 16] [--repeat 3] [--threads 1]
 
 Last line: RESULT data_throughput ratio=<min of image and audio ofac/plain at 0 workers> ...
 """
@@ -138,7 +138,7 @@ def steady_rate(batch_sizes) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--items", type=int, default=384)
+    ap.add_argument("--items", type=int, default=768)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process (0: default)")

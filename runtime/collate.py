@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from . import buffers
 from .execute import Sample, by_adaptor
 from .preprocess.image import normalize
 from .tokenizer import PAD
@@ -54,9 +55,10 @@ class Batch:
     def __reduce__(self):
         """Pickling (a DataLoader worker handing the batch over): tensors under 64 KiB travel
         inside the pickle as bytes; only the large ones (pixels, frames, fbanks) go through
-        shared memory.  Each shared tensor costs the receiver a socket round trip to fetch its
-        file descriptor plus an mmap, which for a batch's half-dozen small tensors cost more
-        than copying them."""
+        shared memory, in the worker's reused slots (`buffers`), named by reference once the
+        slot's descriptor has crossed.  A fresh shared tensor costs the receiver a socket round
+        trip to fetch its file descriptor plus an mmap, which for a batch's half-dozen small
+        tensors cost more than copying them."""
         state = {f: _inline(getattr(self, f)) for f in self.__dataclass_fields__}
         return _rebuild_batch, (state,)
 
@@ -81,6 +83,9 @@ class _Bytes:
 
 def _inline(value):
     if isinstance(value, torch.Tensor):
+        ref = buffers.slot_reference(value)
+        if ref is not None:
+            return ref
         small = value.device.type == "cpu" and value.numel() * value.element_size() < _INLINE_BYTES
         return _Bytes(value) if small and not value.requires_grad else value
     if isinstance(value, dict):
@@ -91,7 +96,7 @@ def _inline(value):
 
 
 def _restore(value):
-    if isinstance(value, _Bytes):
+    if isinstance(value, (_Bytes, buffers.SlotRef)):
         return value.tensor()
     if isinstance(value, dict):
         return {k: _restore(v) for k, v in value.items()}
@@ -101,19 +106,17 @@ def _restore(value):
 
 
 def _rebuild_batch(state: dict) -> Batch:
+    buffers.release_idle()  # slots of batches this process has finished with go back first
     return Batch(**{k: _restore(v) for k, v in state.items()})
 
 
 def alloc(shape, dtype) -> torch.Tensor:
-    """An uninitialized tensor; in a DataLoader worker it lives in shared memory from the
-    start, so handing the batch to the main process copies nothing."""
-    if torch.utils.data.get_worker_info() is None:
+    """An uninitialized batch tensor.  In a DataLoader worker a large one lives in shared memory
+    from the start (one of the worker's reused slots, see `buffers`), so handing the batch to
+    the main process copies nothing; small ones travel inside the pickle anyway."""
+    if torch.utils.data.get_worker_info() is None or buffers._numel(shape) * buffers._itemsize(dtype) < _INLINE_BYTES:
         return torch.empty(shape, dtype=dtype)
-    numel = 1
-    for n in shape:
-        numel *= n
-    storage = torch.UntypedStorage._new_shared(numel * torch.empty((), dtype=dtype).element_size())
-    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+    return buffers.worker_empty(shape, dtype)
 
 
 def pad_stack(tensors: list[torch.Tensor], value=0) -> tuple[torch.Tensor, torch.Tensor]:
