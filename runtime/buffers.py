@@ -164,7 +164,10 @@ class _Registry:
                 mapped = _Mapped(ref.storage, StorageWeakRef(ref.storage), state)
                 mapped.idle = _refs(mapped.ref)
                 self.slots[key] = mapped
-            mapped = self.slots[key]
+            mapped = self.slots.get(key)
+            if mapped is None:  # the slot's first batch carried its descriptor: it cannot be missing
+                raise RuntimeError(f"a DataLoader worker (pid {ref.pid}) named shared slot {ref.index}, which this "
+                                   "process never received; the batch hand-off lost a message")
             mapped.lent = True
             return _view(mapped.storage, ref.dtype, ref.shape, ref.stride, ref.offset)
 
