@@ -67,6 +67,42 @@ def test_attending_to_the_memory_gives_the_keys_values_logits():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
+def test_prepacked_weights_give_the_plain_logits():
+    """On the CPU the pack holds the large weights in oneDNN's layout (FFN, fused QKV, the
+    vocabulary projection; GELU fused into the FFN's first matmul): step by step through the
+    KV caches, the logits of the unpacked model."""
+    from ofac.runtime.model import Prepacked, _can_prepack
+
+    torch.manual_seed(0)
+    model = GeneralistModel(ModelConfig(vocab_size=600, d_model=256, ffn_dim=1024, encoder_layers=1,
+                                        decoder_layers=2, heads=4, dropout=0.0)).eval()
+    pack = model.pack_decoder()
+    block = model.decoder[0]
+    if not _can_prepack(model.embed.weight):
+        pytest.skip("no oneDNN in this torch build")
+    assert isinstance(pack["proj"], Prepacked) and isinstance(pack[block.ffn[0]], Prepacked)
+    assert not isinstance(pack[block.attn.out], Prepacked)  # 256 x 256: the plain layout is faster
+    memory, mask = torch.randn(2, 5, 256), torch.zeros(2, 1, 1, 5)
+    tokens = torch.randint(4, 600, (2, 6))
+    with torch.no_grad():
+        want = model.decode(tokens, memory, mask)
+        steps, past = [], None
+        for t in range(6):
+            logits, past = model.decode_step(tokens[:, t:t + 1], t, past, memory, mask, pack=pack, capacity=8)
+            steps.append(logits)
+        # under autocast the prepacked layers step aside for F.linear, which autocast lowers to bf16
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low, _ = model.decode_step(tokens[:, :1], 0, None, memory, mask, pack=pack, capacity=8)
+    torch.testing.assert_close(torch.cat(steps, 1), want, atol=1e-4, rtol=1e-4)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), want[:, :1], atol=0.1, rtol=0.05)
+    import copy
+    import io
+
+    copy.deepcopy(model)  # the pack (oneDNN's opaque tensors) lives beside the model, not in it
+    torch.save(model, io.BytesIO())
+
+
 def test_the_memory_form_is_taken_where_it_reads_less():
     model = GeneralistModel(ModelConfig(vocab_size=300, dropout=0.0, d_model=256, ffn_dim=1024, encoder_layers=1,
                                         decoder_layers=4, heads=4)).eval()
