@@ -415,7 +415,7 @@ def export_(
                                        show_default=False),
     task: List[str] = typer.Option([], "--task", "-t", help="Export only this task (repeatable)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint folder."),
-    opset: int = typer.Option(18, "--opset", min=13, help="ONNX opset."),
+    opset: int = typer.Option(23, "--opset", min=18, help="ONNX opset: 23 (attention as one node, ONNX Runtime >= 1.23) or 18 (any runtime)."),
 ) -> None:
     """Write ONNX graphs (encoders, decoder, decoder-with-past) that `ofac infer --backend onnx` runs."""
     err = _console(stderr=True)

@@ -71,4 +71,5 @@ RUNTIME_CODES = {
     "E0117": "a new run in a directory that already holds one",
     "E0118": "an instruction the checkpoint cannot serve (an input it has no adaptor for)",
     "E0119": "an export that cannot be written (a graph that does not convert, a non-empty output folder)",
+    "E0120": "an export the installed ONNX Runtime cannot run (its opset is newer than the runtime)",
 }

@@ -138,7 +138,7 @@ def _export(module, args, dynamic, names_in, names_out, path: Path, opset: int) 
     return {"file": path.name, "inputs": names_in, "outputs": names_out}
 
 
-def export(run_dir: str | Path, out: str | Path, checkpoint: str = "best", opset: int = 18,
+def export(run_dir: str | Path, out: str | Path, checkpoint: str = "best", opset: int = 23,
            tasks: list[str] | None = None, log=None) -> Path:
     """Write the ONNX folder of a run; all or nothing (built under a temporary name)."""
     from torch.export import Dim

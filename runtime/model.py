@@ -115,6 +115,15 @@ def linear(layer: nn.Linear | None, x, pack: dict | None = None, gelu: bool = Fa
     return F.gelu(y) if gelu else y
 
 
+def attend(q, k, v, mask=None, causal: bool = False, dropout: float = 0.0):
+    """Scaled dot-product attention, q [B, H, T, D/H] over k, v [B, H, S, D/H]; mask [B, 1, 1, S]
+    additive.  Exported to ONNX it becomes one `Attention` node (opset 23), whose ONNX Runtime
+    kernel wants the mask spelled out over the query positions, [B, 1, T, S]."""
+    if mask is not None and torch.compiler.is_exporting():
+        mask = mask.expand(-1, -1, q.shape[2], -1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout)
+
+
 class KVCache:
     """One decoder layer's self-attention keys and values during eager generation, in buffers
     allocated once for the whole generation ([B, H, capacity, D/H]): each step writes its one
@@ -168,9 +177,12 @@ class Attention(nn.Module):
         self.out = nn.Linear(d, d)
 
     def _split(self, x, n: int):
-        """[B, T, n*D] -> n tensors [B, H, T, D/H]."""
+        """[B, T, n*D] -> n tensors [B, H, T, D/H] (views).  One transpose of all n*H heads, then a
+        split: exported, a Reshape, a Transpose and a Split, where unbinding a permuted
+        [n, B, H, T, D/H] costs a Slice and a Squeeze per tensor."""
         B, T, _ = x.shape
-        return x.view(B, T, n, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        heads = x.view(B, T, n * self.heads, -1).transpose(1, 2)  # [B, n*H, T, D/H]
+        return heads.split(self.heads, dim=1) if n > 1 else (heads,)
 
     def forward(self, x, memory=None, mask=None, causal=False):
         # x: [B, T, D]; memory: [B, S, D] (cross-attention) or None; mask: [B, 1, 1, S] True = attend
@@ -180,8 +192,7 @@ class Attention(nn.Module):
         else:
             (q,) = self._split(self.q(x), 1)
             k, v = self._split(self.kv(memory), 2)  # [B, H, S, D/H]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = attend(q, k, v, mask, causal and mask is None, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, D))  # [B, T, D]
 
     # -- incremental decoding: keys/values are kept, one new position is computed per step
@@ -216,12 +227,12 @@ class Attention(nn.Module):
         (q,) = self._split(linear(self.q, x, pack), 1)  # [N, H, T, D/H]
         B = k.shape[0]
         if B == N:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+            y = attend(q, k, v, mask).transpose(1, 2)
         else:
             H, Dh = q.shape[1], q.shape[3]
             K = N // B
             q = q.view(B, K, H, T, Dh).transpose(1, 2).reshape(B, H, K * T, Dh)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, K*T, D/H]
+            y = attend(q, k, v, mask)  # [B, H, K*T, D/H]
             y = y.view(B, H, K, T, Dh).permute(0, 2, 3, 1, 4)  # [B, K, T, H, D/H]
         return linear(self.out, y.reshape(N, T, D), pack)
 

@@ -106,6 +106,15 @@ def collate(samples: list) -> ArrayBatch:
 
 # ------------------------------------------------------------------------------ the graphs
 
+def _version(text: str) -> tuple[int, ...]:
+    """'1.23.2' -> (1, 23); pre-release suffixes ignored."""
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
 class OrtModel:
     """The exported encoder/decoder graphs behind the interface the search uses, on numpy."""
 
@@ -117,6 +126,11 @@ class OrtModel:
         if self.manifest.get("format") != FORMAT:
             raise CheckpointError("E0111", "not an ofac ONNX export (unknown manifest format)",
                                   self.folder / "manifest.json", help="export the run again with `ofac export`")
+        opset, have = int(self.manifest.get("opset", 18)), _version(ort.__version__)
+        if opset >= 23 and have < (1, 23):
+            raise CheckpointError("E0120", f"this export uses ONNX opset {opset} (attention as one node), which "
+                                  f"ONNX Runtime {ort.__version__} cannot run", self.folder / "manifest.json",
+                                  help="pip install 'onnxruntime>=1.23', or export again with `--opset 18`")
         options = ort.SessionOptions()
         # no busy-waiting after a run: the search's own work follows every call, and spinning
         # pool threads would take the cores it needs

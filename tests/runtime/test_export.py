@@ -121,6 +121,24 @@ def test_a_failed_export_writes_nothing(exported):
     assert not [p for p in exported.iterdir() if p.name.startswith(".other")]
 
 
+def test_attention_is_one_node_and_an_older_runtime_says_it_cannot_run_it(exported, monkeypatch):
+    import onnx
+    import onnxruntime
+
+    from ofac.runtime.deploy import load
+    from ofac.runtime.files import CheckpointError
+
+    manifest = json.loads((exported / "onnx" / "manifest.json").read_text())
+    assert manifest["opset"] == 23
+    step = onnx.load(str(exported / "onnx" / "decoder_with_past.onnx"))
+    ops = [n.op_type for n in step.graph.node]
+    assert ops.count("Attention") == 2 * manifest["layers"] and "Softmax" not in ops
+    monkeypatch.setattr(onnxruntime, "__version__", "1.22.1")
+    with pytest.raises(CheckpointError) as err:
+        load(exported / "onnx")
+    assert err.value.diagnostic.code == "E0120" and "--opset 18" in err.value.diagnostic.help
+
+
 def test_cli_export_and_infer_with_the_onnx_backend(exported, tmp_path):
     from typer.testing import CliRunner
 
