@@ -92,12 +92,13 @@ class _DecoderWithPast(nn.Module):
         m, L = self.m, len(self.m.decoder)
         past = [(caches[2 * i], caches[2 * i + 1]) for i in range(L)]
         cross = [(caches[2 * L + 2 * i], caches[2 * L + 2 * i + 1]) for i in range(L)]
-        x = m.ln_emb(m.embed(tokens) * math.sqrt(m.cfg.d_model) + m.dec_pos(pos))  # as decode_step
+        # as decode_step, on [B, D] rows (one position: the heads are reshapes, no transposes)
+        x = m.ln_emb(m.embed(tokens[:, 0]) * math.sqrt(m.cfg.d_model) + m.dec_pos(pos))
         present = []
         for i, block in enumerate(m.decoder):
             x, kv = block.step(x, past[i], cross[i], mask)
             present += list(kv)
-        return (nn.functional.linear(m.ln_dec(x[:, -1]), m.embed.weight), *present)
+        return (nn.functional.linear(m.ln_dec(x), m.embed.weight), *present)
 
 
 def _example_inputs(model, adaptors, B: int = 2):

@@ -179,21 +179,29 @@ class Attention(nn.Module):
     def _split(self, x, n: int):
         """[B, T, n*D] -> n tensors [B, H, T, D/H] (views).  One transpose of all n*H heads, then a
         split: exported, a Reshape, a Transpose and a Split, where unbinding a permuted
-        [n, B, H, T, D/H] costs a Slice and a Squeeze per tensor."""
-        B, T, _ = x.shape
-        heads = x.view(B, T, n * self.heads, -1).transpose(1, 2)  # [B, n*H, T, D/H]
+        [n, B, H, T, D/H] costs a Slice and a Squeeze per tensor.  One position per row may come
+        as [B, n*D] (a generation step): its heads are a reshape, no transpose at all."""
+        if x.dim() == 2:
+            heads = x.view(x.shape[0], n * self.heads, 1, -1)  # [B, n*H, 1, D/H]
+        else:
+            B, T, _ = x.shape
+            heads = x.view(B, T, n * self.heads, -1).transpose(1, 2)  # [B, n*H, T, D/H]
         return heads.split(self.heads, dim=1) if n > 1 else (heads,)
+
+    @staticmethod
+    def _merge(y, x):
+        """Attention output [B, H, T, D/H] -> x's layout, [B, T, D] or (one position) [B, D]."""
+        return y.reshape(x.shape) if x.dim() == 2 else y.transpose(1, 2).reshape(x.shape)
 
     def forward(self, x, memory=None, mask=None, causal=False):
         # x: [B, T, D]; memory: [B, S, D] (cross-attention) or None; mask: [B, 1, 1, S] True = attend
-        B, T, D = x.shape
         if memory is None:
             q, k, v = self._split(self.qkv(x), 3)  # [B, H, T, D/H] each
         else:
             (q,) = self._split(self.q(x), 1)
             k, v = self._split(self.kv(memory), 2)  # [B, H, S, D/H]
         y = attend(q, k, v, mask, causal and mask is None, self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, T, D))  # [B, T, D]
+        return self.out(self._merge(y, x))  # [B, T, D]
 
     # -- incremental decoding: keys/values are kept, one new position is computed per step
 
@@ -202,9 +210,9 @@ class Attention(nn.Module):
         return self._split(self.kv(memory), 2)
 
     def cached(self, x, past=None, pack=None):
-        """Self-attention of the new positions x [B, T, D] over the earlier positions' cached
-        (k, v) (`past`, None on the first call) and their own; -> output, the extended (k, v)."""
-        B, T, D = x.shape
+        """Self-attention of the new positions x [B, T, D] (or one position, [B, D]) over the
+        earlier positions' cached (k, v) (`past`, None on the first call) and their own;
+        -> output, the extended (k, v)."""
         q, k, v = self._split(linear(self.qkv, x, pack), 3)
         first = past is None or (isinstance(past, KVCache) and past.n == 0)
         if isinstance(past, KVCache):  # eager generation: written in place, no copy of the past
@@ -217,28 +225,27 @@ class Attention(nn.Module):
         # the first call feeds several positions at once (BOS and the forced prefix): causal
         # (for one position the same as not; no branch on T keeps the graph exportable)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=first)
-        return linear(self.out, y.transpose(1, 2).reshape(B, T, D), pack), present
+        return linear(self.out, self._merge(y, x), pack), present
 
     def cross_cached(self, x, k, v, mask, pack=None):
-        """x [N, T, D] over keys/values k, v [B, H, S, D/H] of B sources.  N = B*K rows (K beams
-        or samples per source, consecutive): the K rows of a source attend as K*T queries to
-        its one copy of the keys/values, which are then never copied per beam."""
-        N, T, D = x.shape
+        """x [N, T, D] (or one position, [N, D]) over keys/values k, v [B, H, S, D/H] of B
+        sources.  N = B*K rows (K beams or samples per source, consecutive): the K rows of a
+        source attend as K*T queries to its one copy of the keys/values, which are then never
+        copied per beam."""
         (q,) = self._split(linear(self.q, x, pack), 1)  # [N, H, T, D/H]
-        B = k.shape[0]
+        N, B = x.shape[0], k.shape[0]
         if B == N:
-            y = attend(q, k, v, mask).transpose(1, 2)
-        else:
-            H, Dh = q.shape[1], q.shape[3]
-            K = N // B
-            q = q.view(B, K, H, T, Dh).transpose(1, 2).reshape(B, H, K * T, Dh)
-            y = attend(q, k, v, mask)  # [B, H, K*T, D/H]
-            y = y.view(B, H, K, T, Dh).permute(0, 2, 3, 1, 4)  # [B, K, T, H, D/H]
-        return linear(self.out, y.reshape(N, T, D), pack)
+            return linear(self.out, self._merge(attend(q, k, v, mask), x), pack)
+        H, T, Dh = q.shape[1], q.shape[2], q.shape[3]
+        K = N // B
+        q = q.view(B, K, H, T, Dh).transpose(1, 2).reshape(B, H, K * T, Dh)
+        y = attend(q, k, v, mask)  # [B, H, K*T, D/H]
+        y = y.view(B, H, K, T, Dh).permute(0, 2, 3, 1, 4)  # [B, K, T, H, D/H]
+        return linear(self.out, y.reshape(x.shape), pack)
 
     def cross_memory(self, x, memory, mask, pack):
-        """Cross-attention of x [N, T, D] over the encoder output itself, memory [B, S, D] of B
-        sources (N = B*K rows, K consecutive rows per source), for eager generation.  The key
+        """Cross-attention of x [N, T, D] (or [N, D]) over the encoder output itself, memory
+        [B, S, D] of B sources (N = B*K rows, K consecutive rows per source), for eager generation.  The key
         and value projections move to the query and to the attended memory: per head,
         q.(W_k m + b_k) = (W_k^T q).m + q.b_k, and the last term is the same at every position,
         so softmax drops it; sum_s p_s (W_v m_s + b_v) = W_v (sum_s p_s m_s) + b_v, as the p_s
@@ -246,17 +253,18 @@ class Attention(nn.Module):
         layer's keys and values (2L times less to read per step); the exported graphs keep the
         keys/values form (`cross_cached`).  `pack` holds W_k as [H, D/H, D] and W_v^T as
         [H, D, D/H] (GeneralistModel.pack_decoder)."""
-        N, T, D = x.shape
+        D = x.shape[-1]
+        NT = x.numel() // D  # rows times positions
         B, H = memory.shape[0], self.heads
         wk, wv_t = pack[(self, "k")], pack[(self, "v")]
         # heads are the batch of the per-head products (a broadcast matmul would copy the weights
         # once per row)
-        q = linear(self.q, x, pack).view(N * T, H, D // H).transpose(0, 1)  # [H, N*T, D/H]
+        q = linear(self.q, x, pack).view(NT, H, D // H).transpose(0, 1)  # [H, N*T, D/H]
         q = torch.bmm(q, wk).view(H, B, -1, D).transpose(0, 1)  # [B, H, K*T, D]: in the memory's space
         y = F.scaled_dot_product_attention(q.reshape(B, 1, -1, D), memory[:, None], memory[:, None],
                                            attn_mask=mask, scale=(D // H) ** -0.5)  # [B, 1, H*K*T, D]
-        y = torch.bmm(y.view(B, H, -1, D).transpose(0, 1).reshape(H, N * T, D), wv_t)  # [H, N*T, D/H]
-        y = y.transpose(0, 1).reshape(N, T, D) + pack[(self, "v_bias")]
+        y = torch.bmm(y.view(B, H, -1, D).transpose(0, 1).reshape(H, NT, D), wv_t)  # [H, N*T, D/H]
+        y = y.transpose(0, 1).reshape(x.shape) + pack[(self, "v_bias")]
         return linear(self.out, y, pack)
 
 
@@ -544,12 +552,16 @@ class GeneralistModel(nn.Module):
         """Incremental decoding.  tokens [B, T]: the positions start..start+T-1 (T > 1 only on
         the first call, past None); past: each layer's self-attention (k, v) of the earlier
         positions, or None; cross: cross_cache(memory), or with `pack` the memory [B, S, D]
-        itself.  -> logits [B, T, V] (`last`: only the last position's, [B, 1, V]), present.  `pack`: pack_decoder(), for speed; with it
-        the past is each layer's KVCache, preallocated for `capacity` positions (the most the
+        itself.  -> logits [B, T, V] (`last`: only the last position's, [B, 1, V]), present.
+        `pack`: pack_decoder(), for speed; with it the past is each layer's KVCache, preallocated for `capacity` positions (the most the
         generation will feed; it grows if that was short)."""
         if past is None and pack is not None:
             past = [KVCache(capacity) for _ in self.decoder]
-        pos = self.dec_pos(torch.arange(start, start + tokens.shape[1], device=tokens.device))
+        # a step of one position runs on [B, D] rows: its heads are reshapes, no transposes
+        single = past is not None and tokens.shape[1] == 1
+        if single:
+            tokens = tokens[:, 0]
+        pos = self.dec_pos(torch.arange(start, start + (1 if single else tokens.shape[1]), device=tokens.device))
         x = self.ln_emb(self.embed(tokens) * math.sqrt(self.cfg.d_model) + pos)
         present = []
         from_memory = isinstance(cross, torch.Tensor)
@@ -557,7 +569,9 @@ class GeneralistModel(nn.Module):
             x, kv = block.step(x, None if past is None else past[i], cross if from_memory else cross[i],
                                memory_mask, pack)
             present.append(kv)
-        if last:
+        if single:
+            x = x[:, None]
+        elif last:
             x = x[:, -1:]
         x = self.ln_dec(x)
         return (linear(None, x, pack, key="proj") if pack is not None else F.linear(x, self.embed.weight)), present
