@@ -245,10 +245,10 @@ class Attention(nn.Module):
 
     def cross_memory(self, x, memory, mask, pack):
         """Cross-attention of x [N, T, D] (or [N, D]) over the encoder output itself, memory
-        [B, S, D] of B sources (N = B*K rows, K consecutive rows per source), for eager generation.  The key
-        and value projections move to the query and to the attended memory: per head,
-        q.(W_k m + b_k) = (W_k^T q).m + q.b_k, and the last term is the same at every position,
-        so softmax drops it; sum_s p_s (W_v m_s + b_v) = W_v (sum_s p_s m_s) + b_v, as the p_s
+        [B, S, D] of B sources (N = B*K rows, K consecutive rows per source), for eager
+        generation.  The key and value projections move to the query and to the attended
+        memory: per head, q.(W_k m + b_k) = (W_k^T q).m + q.b_k, and the last term is the same
+        at every position, so softmax drops it; sum_s p_s (W_v m_s + b_v) = W_v (sum_s p_s m_s) + b_v, as the p_s
         sum to 1.  A generation then keeps one [B, S, D] memory for all layers instead of every
         layer's keys and values (2L times less to read per step); the exported graphs keep the
         keys/values form (`cross_cached`).  `pack` holds W_k as [H, D/H, D] and W_v^T as
@@ -553,8 +553,9 @@ class GeneralistModel(nn.Module):
         the first call, past None); past: each layer's self-attention (k, v) of the earlier
         positions, or None; cross: cross_cache(memory), or with `pack` the memory [B, S, D]
         itself.  -> logits [B, T, V] (`last`: only the last position's, [B, 1, V]), present.
-        `pack`: pack_decoder(), for speed; with it the past is each layer's KVCache, preallocated for `capacity` positions (the most the
-        generation will feed; it grows if that was short)."""
+        `pack`: pack_decoder(), for speed; with it the past is each layer's KVCache, preallocated
+        for `capacity` positions (the most the generation will feed; it grows if that was
+        short)."""
         if past is None and pack is not None:
             past = [KVCache(capacity) for _ in self.decoder]
         # a step of one position runs on [B, D] rows: its heads are reshapes, no transposes
