@@ -26,6 +26,7 @@ or the platform is not Linux, both fall back to plain allocation.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -47,11 +48,14 @@ def _refs(ref: StorageWeakRef) -> int:
     return _use_count(ref.cdata)
 
 
-def _view(storage: torch.UntypedStorage, dtype: torch.dtype, shape, stride=None, offset: int = 0) -> torch.Tensor:
-    t = torch.empty(0, dtype=dtype)
-    if stride is None:
-        stride = torch.empty(shape, device="meta").stride()
-    return t.set_(storage, offset, shape, stride)
+def _view(storage: torch.UntypedStorage, dtype: torch.dtype, shape, stride=(), offset: int = 0) -> torch.Tensor:
+    """A tensor over `storage` (offset in elements; no stride: contiguous)."""
+    return torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)
+
+
+def _one_off(shape, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor in a shared-memory block of its own, as torch would allocate it."""
+    return _view(torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize), dtype, shape)
 
 
 # ---------------------------------------------------------------- worker side
@@ -72,7 +76,7 @@ class _WorkerSlots:
         self.by_address: dict[int, _Slot] = {}
 
     def take(self, shape, dtype: torch.dtype) -> torch.Tensor:
-        nbytes = _numel(shape) * _itemsize(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
         free = [s for s in self.slots if s.capacity >= nbytes and s.state[0] == 0]
         if free:
             slot = min(free, key=lambda s: s.capacity)
@@ -85,8 +89,8 @@ class _WorkerSlots:
             slot = _Slot(len(self.slots), storage, capacity, state)
             self.slots.append(slot)
             self.by_address[storage.data_ptr()] = slot
-        else:  # every slot is with the main process: a one-off block, as torch would allocate
-            return _view(torch.UntypedStorage._new_shared(nbytes), dtype, shape)
+        else:  # every slot is with the main process
+            return _one_off(shape, dtype)
         slot.state[0] = 1
         return _view(slot.storage, dtype, shape)
 
@@ -107,7 +111,7 @@ def worker_empty(shape, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialized tensor in shared memory, for a batch a DataLoader worker hands over."""
     global _worker_slots
     if not ENABLED:
-        return _view(torch.UntypedStorage._new_shared(_numel(shape) * _itemsize(dtype)), dtype, shape)
+        return _one_off(shape, dtype)
     if _worker_slots is None:
         _worker_slots = _WorkerSlots()
     return _worker_slots.take(shape, dtype)
@@ -225,13 +229,3 @@ class Recycler:
             self.blocks.append((block, ref, _refs(ref)))
             return block.view(shape)
 
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()

@@ -3,6 +3,7 @@ tensors.  Inputs of one adaptor are stacked across the whole batch, so the model
 modality in one call; `layout` says, per example, which rows form its encoder sequence."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -114,7 +115,7 @@ def alloc(shape, dtype) -> torch.Tensor:
     """An uninitialized batch tensor.  In a DataLoader worker a large one lives in shared memory
     from the start (one of the worker's reused slots, see `buffers`), so handing the batch to
     the main process copies nothing; small ones travel inside the pickle anyway."""
-    if torch.utils.data.get_worker_info() is None or buffers._numel(shape) * buffers._itemsize(dtype) < _INLINE_BYTES:
+    if torch.utils.data.get_worker_info() is None or math.prod(shape) * dtype.itemsize < _INLINE_BYTES:
         return torch.empty(shape, dtype=dtype)
     return buffers.worker_empty(shape, dtype)
 

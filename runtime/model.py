@@ -66,9 +66,11 @@ class Prepacked:
     """A weight reordered once into oneDNN's blocked layout for the few-row matmuls of a
     generation step (CPU, fp32).  At 16 rows it multiplies 1.2-2x faster than the plain
     layout (the output projection over the vocabulary 2x), since the plain matmul repacks the
-    weight on every call: with few rows that costs as much as the multiplication."""
+    weight on every call: with few rows that costs as much as the multiplication.  `plain` is
+    the weight itself, for when the layer must step aside (autocast, another dtype)."""
 
     def __init__(self, weight: torch.Tensor):
+        self.plain = weight
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
 
 
@@ -96,8 +98,8 @@ def pack_weight(weight: torch.Tensor):
 
 def linear(layer: nn.Linear | None, x, pack: dict | None = None, gelu: bool = False, key=None):
     """layer(x), then GELU if asked.  With a generation `pack` (GeneralistModel.pack_decoder)
-    the weight comes from the pack (`key`, else the layer): prepacked for oneDNN, or
-    transposed once per generation, layouts that are faster for the few rows of a step.
+    the weight comes from the pack (under `key`, else under the layer): prepacked for oneDNN,
+    or transposed once per generation, layouts that are faster for the few rows of a step.
     `layer` None: no bias (the output projection)."""
     bias = None if layer is None else layer.bias
     if pack is None:
@@ -108,7 +110,7 @@ def linear(layer: nn.Linear | None, x, pack: dict | None = None, gelu: bool = Fa
         if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
             return torch.ops.mkldnn._linear_pointwise(x, w.weight, bias, "gelu" if gelu else "none", [],
                                                       "none" if gelu else "")
-        y = F.linear(x, layer.weight if key is None else pack[(key, "plain")], bias)  # autocast decides
+        y = F.linear(x, w.plain, bias)  # autocast decides
     else:
         x2 = x.reshape(-1, x.shape[-1])
         y = (torch.mm(x2, w) if bias is None else torch.addmm(bias, x2, w)).view(*x.shape[:-1], -1)
@@ -224,7 +226,7 @@ class Attention(nn.Module):
             present = (k, v)
         # the first call feeds several positions at once (BOS and the forced prefix): causal
         # (for one position the same as not; no branch on T keeps the graph exportable)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=first)
+        y = attend(q, k, v, causal=first)
         return linear(self.out, self._merge(y, x), pack), present
 
     def cross_cached(self, x, k, v, mask, pack=None):
@@ -248,11 +250,11 @@ class Attention(nn.Module):
         [B, S, D] of B sources (N = B*K rows, K consecutive rows per source), for eager
         generation.  The key and value projections move to the query and to the attended
         memory: per head, q.(W_k m + b_k) = (W_k^T q).m + q.b_k, and the last term is the same
-        at every position, so softmax drops it; sum_s p_s (W_v m_s + b_v) = W_v (sum_s p_s m_s) + b_v, as the p_s
-        sum to 1.  A generation then keeps one [B, S, D] memory for all layers instead of every
-        layer's keys and values (2L times less to read per step); the exported graphs keep the
-        keys/values form (`cross_cached`).  `pack` holds W_k as [H, D/H, D] and W_v^T as
-        [H, D, D/H] (GeneralistModel.pack_decoder)."""
+        at every position, so softmax drops it; sum_s p_s (W_v m_s + b_v) = W_v (sum_s p_s m_s)
+        + b_v, as the p_s sum to 1.  A generation then keeps one [B, S, D] memory for all
+        layers instead of every layer's keys and values (2L times less to read per step); the
+        exported graphs keep the keys/values form (`cross_cached`).  `pack` holds W_k as
+        [H, D/H, D] and W_v^T as [H, D, D/H] (GeneralistModel.pack_decoder)."""
         D = x.shape[-1]
         NT = x.numel() // D  # rows times positions
         B, H = memory.shape[0], self.heads
@@ -518,7 +520,6 @@ class GeneralistModel(nn.Module):
         if cached is None or cached[0] != key:
             pack = {m: pack_weight(m.weight) for m in linears}
             pack["proj"] = pack_weight(self.embed.weight)
-            pack[("proj", "plain")] = self.embed.weight
             D, H = self.cfg.d_model, self.cfg.heads
             for block in self.decoder:  # the cross-attention key/value projections, per head
                 a = block.cross
