@@ -10,6 +10,8 @@ N rows of one adaptor's inputs in the batch (several per example are possible)."
 from __future__ import annotations
 
 import math
+import os
+import time
 import weakref
 from dataclasses import asdict, dataclass
 
@@ -64,10 +66,9 @@ class ModelConfig:
 
 class Prepacked:
     """A weight reordered once into oneDNN's blocked layout for the few-row matmuls of a
-    generation step (CPU, fp32).  At 16 rows it multiplies 1.2-2x faster than the plain
-    layout (the output projection over the vocabulary 2x), since the plain matmul repacks the
-    weight on every call: with few rows that costs as much as the multiplication.  `plain` is
-    the weight itself, for when the layer must step aside (autocast, another dtype)."""
+    generation step (CPU, fp32).  Where it pays (`pack_weight` measures), the plain matmul
+    repacks the weight on every call, which with few rows costs as much as the multiplication.
+    `plain` is the weight itself, for when the layer must step aside (autocast, another dtype)."""
 
     def __init__(self, weight: torch.Tensor):
         self.plain = weight
@@ -83,15 +84,65 @@ def _can_prepack(weight: torch.Tensor) -> bool:
 # model never meets the prepacked weights (oneDNN's opaque tensors can be neither)
 _PACKS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
-# below this many weights (in x out) the plain layout is as fast or faster (256 x 256: 20 us
-# against 27 us at 16 rows on an AVX-512 EPYC)
-PREPACK_MIN_WEIGHTS = 1 << 17
+# (weight shape, rows rounded up to a power of two, threads) -> whether the prepacked layout is
+# the faster here: measured once per process (`_prepack_pays`)
+_PREPACK_FASTER: dict[tuple, bool] = {}
 
 
-def pack_weight(weight: torch.Tensor):
-    """A pack entry for the weight [out, in] of a linear map: Prepacked where that pays,
-    else the weight transposed and contiguous (the fastest plain layout for addmm)."""
-    if weight.numel() >= PREPACK_MIN_WEIGHTS and _can_prepack(weight):
+def _layout_seconds(weight: torch.Tensor, rows: int) -> tuple[float, float]:
+    """Seconds per matmul of `rows` rows by `weight` [out, in] (with a bias), in oneDNN's
+    prepacked layout and in the transposed plain layout: the best of 3 interleaved rounds."""
+    out_features, in_features = weight.shape
+    x = torch.randn(rows, in_features, generator=torch.Generator().manual_seed(0))
+    bias = torch.zeros(out_features)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach())
+    plain = weight.detach().t().contiguous()
+    runs = (lambda: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], ""),
+            lambda: torch.addmm(bias, x, plain))
+
+    def seconds(fn, n):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t) / n
+
+    with torch.autocast("cpu", enabled=False), torch.no_grad():  # the fp32 matmuls themselves
+        for fn in runs:
+            fn()  # oneDNN builds its kernel on the first call
+        n = max(2, min(50, int(5e-4 / max(seconds(runs[1], 1), 1e-6))))  # about half a millisecond a round
+        best = [math.inf, math.inf]
+        for _ in range(3):
+            for i, fn in enumerate(runs):
+                best[i] = min(best[i], seconds(fn, n))
+    return best[0], best[1]
+
+
+def _prepack_pays(weight: torch.Tensor, rows: int) -> bool:
+    """Whether oneDNN's prepacked layout multiplies `rows` rows by this weight faster than the
+    transposed plain layout.  Which is faster depends on the CPU, the shape and the rows (on an
+    AVX-512 EPYC prepacked is 1.2-2x faster at 16 rows for weights of 256 x 768 and up; on a
+    Xeon with AMX it is 2x slower at 1 row and about even at 80), so it is measured, once per
+    shape, power-of-two row count and thread count, in a few milliseconds.  Prepacked only when
+    at least 10% faster, so near-even timings keep the plain layout from run to run.  The
+    environment variable OFAC_PREPACK=always|never skips the measurement."""
+    if not _can_prepack(weight):
+        return False
+    policy = os.environ.get("OFAC_PREPACK", "auto")
+    if policy in ("always", "never"):
+        return policy == "always"
+    rows = 1 << max(0, rows - 1).bit_length()  # 1, 2, 4, ..., the next power of two
+    key = (tuple(weight.shape), rows, torch.get_num_threads())
+    if key not in _PREPACK_FASTER:
+        packed, plain = _layout_seconds(weight, rows)
+        _PREPACK_FASTER[key] = packed < 0.9 * plain
+    return _PREPACK_FASTER[key]
+
+
+def pack_weight(weight: torch.Tensor, rows: int = 1):
+    """A pack entry for the weight [out, in] of a linear map fed `rows` rows at a time: Prepacked
+    where that is faster on this machine, else the weight transposed and contiguous (the fastest
+    plain layout for addmm)."""
+    if _prepack_pays(weight, rows):
         return Prepacked(weight)
     return weight.detach().t().contiguous()
 
@@ -508,18 +559,20 @@ class GeneralistModel(nn.Module):
         once per source, reused at every generation step."""
         return [block.cross.keys_values(memory) for block in self.decoder]
 
-    def pack_decoder(self) -> dict:
-        """The decoder's weights in the layouts fastest for `decode_step(pack=...)` (the output
-        projection under "proj"): prepacked for oneDNN on the CPU where that pays, else
-        transposed and contiguous (`pack_weight`).  Kept until a weight changes (an optimizer
-        step or a load bumps its version), so consecutive generations share one pack."""
+    def pack_decoder(self, rows: int = 1) -> dict:
+        """The decoder's weights in the layouts fastest for `decode_step(pack=...)` on `rows`
+        rows (the output projection under "proj"): prepacked for oneDNN on the CPU where that is
+        faster, else transposed and contiguous (`pack_weight`).  Kept until a weight changes (an
+        optimizer step or a load bumps its version) or the rows call for other layouts, so
+        consecutive generations share one pack."""
         linears = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
+        layouts = tuple(_prepack_pays(m.weight, rows) for m in linears + [self.embed])
         key = tuple((m.weight._version, m.weight.data_ptr(), m.weight.device) for m in linears) + (
-            self.embed.weight._version, self.embed.weight.data_ptr(), self.embed.weight.device)
+            self.embed.weight._version, self.embed.weight.data_ptr(), self.embed.weight.device, layouts)
         cached = _PACKS.get(self)
         if cached is None or cached[0] != key:
-            pack = {m: pack_weight(m.weight) for m in linears}
-            pack["proj"] = pack_weight(self.embed.weight)
+            pack = {m: pack_weight(m.weight, rows) for m in linears}
+            pack["proj"] = pack_weight(self.embed.weight, rows)
             D, H = self.cfg.d_model, self.cfg.heads
             for block in self.decoder:  # the cross-attention key/value projections, per head
                 a = block.cross
@@ -530,11 +583,12 @@ class GeneralistModel(nn.Module):
             _PACKS[self] = cached = (key, pack)
         return cached[1]
 
-    def generation_traits(self, memory, capacity: int):
+    def generation_traits(self, memory, capacity: int, rows: int | None = None):
         """What the search may give decode_step (search.StepTraits) for the encoder output
-        `memory`: that output itself as `cross` where it is cheaper to read than every layer's
-        keys/values (see Attention.cross_memory), one copy per source for all its beams, no
-        memory mask when nothing is padded, and the weight pack with KV caches for `capacity`
+        `memory` and `rows` decoder rows (default one per source): that output itself as
+        `cross` where it is cheaper to read than every layer's keys/values (see
+        Attention.cross_memory), one copy per source for all its beams, no memory mask when
+        nothing is padded, and the weight pack for `rows` rows with KV caches for `capacity`
         positions.  The exported graphs take none of it (a copy per row, always a mask, (k, v)
         tensors)."""
         from .search import StepTraits
@@ -546,7 +600,7 @@ class GeneralistModel(nn.Module):
         L = len(self.decoder)
         from_memory = 2 * (B * S * D + 2 * L * D * D) <= 2 * L * B * S * D
         return StepTraits(shared_cross=True, optional_mask=True, cross_from_memory=from_memory,
-                          step_options={"pack": self.pack_decoder(), "capacity": capacity})
+                          step_options={"pack": self.pack_decoder(rows or B), "capacity": capacity})
 
     def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = False, pack=None,
                     capacity: int = 64):

@@ -28,7 +28,7 @@ NEG = float("-inf")
 class StepTraits:
     """What a model's `decode_step` takes beyond the plain protocol of the search (encode,
     cross_cache, decode_step(tokens, start, past, cross, mask, last)).  A model declares them
-    with `generation_traits(memory, capacity)`; one without that method (the ONNX graphs) gets none.
+    with `generation_traits(memory, capacity, rows)`; one without that method (the ONNX graphs) gets none.
 
     shared_cross: the K beam rows of a source may attend to its one copy of the cross-attention
         keys/values, or of the memory (else each row gets its own);
@@ -210,7 +210,7 @@ class _Search:
         plen = xp.long(batch.prefix)  # [B]
         self.limit = (int(plen.max()) if len(plen) else 0) + cfg.max_len + 1  # the most tokens a row holds
         has_traits = hasattr(model, "generation_traits")
-        traits = model.generation_traits(memory, self.limit + 1) if has_traits else StepTraits()
+        traits = model.generation_traits(memory, self.limit + 1, self.N) if has_traits else StepTraits()
         self.step_options = traits.step_options
         # the memory form always takes one copy per source (its K rows attend to it together)
         shared = self.K == 1 or traits.shared_cross or traits.cross_from_memory

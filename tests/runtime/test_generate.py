@@ -67,21 +67,20 @@ def test_attending_to_the_memory_gives_the_keys_values_logits():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
-def test_prepacked_weights_give_the_plain_logits():
-    """On the CPU the pack holds the large weights in oneDNN's layout (FFN, fused QKV, the
-    vocabulary projection; GELU fused into the FFN's first matmul): step by step through the
-    KV caches, the logits of the unpacked model."""
+def test_prepacked_weights_give_the_plain_logits(monkeypatch):
+    """On the CPU the pack may hold weights in oneDNN's layout (GELU fused into the FFN's first
+    matmul): step by step through the KV caches, the logits of the unpacked model."""
     from ofac.runtime.model import Prepacked, _can_prepack
 
     torch.manual_seed(0)
     model = GeneralistModel(ModelConfig(vocab_size=600, d_model=256, ffn_dim=1024, encoder_layers=1,
                                         decoder_layers=2, heads=4, dropout=0.0)).eval()
-    pack = model.pack_decoder()
-    block = model.decoder[0]
     if not _can_prepack(model.embed.weight):
         pytest.skip("no oneDNN in this torch build")
+    monkeypatch.setenv("OFAC_PREPACK", "always")  # whatever this machine measures
+    pack = model.pack_decoder()
+    block = model.decoder[0]
     assert isinstance(pack["proj"], Prepacked) and isinstance(pack[block.ffn[0]], Prepacked)
-    assert not isinstance(pack[block.attn.out], Prepacked)  # 256 x 256: the plain layout is faster
     memory, mask = torch.randn(2, 5, 256), torch.zeros(2, 1, 1, 5)
     tokens = torch.randint(4, 600, (2, 6))
     with torch.no_grad():
@@ -101,6 +100,44 @@ def test_prepacked_weights_give_the_plain_logits():
 
     copy.deepcopy(model)  # the pack (oneDNN's opaque tensors) lives beside the model, not in it
     torch.save(model, io.BytesIO())
+
+
+def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch):
+    """Which layout multiplies faster depends on the CPU, the shape and the rows: the pack
+    takes the one measured faster, prepacked only when at least 10% so; each shape and row
+    count (a power of two) is measured once; OFAC_PREPACK=never|always skips the measuring."""
+    from ofac.runtime import model as model_module
+    from ofac.runtime.model import Prepacked, _can_prepack
+
+    m = GeneralistModel(ModelConfig(vocab_size=600, d_model=64, ffn_dim=256, encoder_layers=1,
+                                    decoder_layers=1, heads=4, dropout=0.0)).eval()
+    if not _can_prepack(m.embed.weight):
+        pytest.skip("no oneDNN in this torch build")
+    measured = []
+
+    def seconds(weight, rows):  # (prepacked, plain): the FFN's first matmul prepacked pays at 4+ rows
+        measured.append((tuple(weight.shape), rows))
+        if tuple(weight.shape) == (256, 64):
+            return (1.0, 2.0) if rows >= 4 else (2.0, 1.0)
+        return 0.95, 1.0  # within 10%: plain
+    monkeypatch.setattr(model_module, "_layout_seconds", seconds)
+    monkeypatch.setattr(model_module, "_PREPACK_FASTER", {})
+    monkeypatch.delenv("OFAC_PREPACK", raising=False)
+    fc1 = m.decoder[0].ffn[0]
+    one = m.pack_decoder(rows=1)
+    assert not any(isinstance(w, Prepacked) for w in one.values())
+    assert m.pack_decoder(rows=1) is one  # kept: nothing measured again
+    five = m.pack_decoder(rows=5)  # measured at 8 rows
+    assert isinstance(five[fc1], Prepacked) and not isinstance(five["proj"], Prepacked)
+    assert ((256, 64), 8) in measured and len(measured) == len(set(measured))
+    m.pack_decoder(rows=7)
+    assert len(measured) == len(set(measured))  # 7 rows: the 8-row measurements
+    monkeypatch.setenv("OFAC_PREPACK", "never")
+    assert not isinstance(m.pack_decoder(rows=5)[fc1], Prepacked)
+    monkeypatch.setenv("OFAC_PREPACK", "always")
+    assert isinstance(m.pack_decoder(rows=1)["proj"], Prepacked)
+    torch.testing.assert_close(torch.ops.mkldnn._linear_pointwise(torch.ones(3, 64), five[fc1].weight, fc1.bias,
+                                                                  "none", [], ""), fc1(torch.ones(3, 64)))
 
 
 def test_the_memory_form_is_taken_where_it_reads_less():
@@ -274,8 +311,8 @@ def test_the_numpy_search_answers_what_the_torch_search_does(vocab, instruction,
     # the numpy side runs the exported graphs' form (keys/values per row); the torch side each
     # of the eager model's cross-attention forms, whatever the batch size would pick
     traits = GeneralistModel.generation_traits
-    monkeypatch.setattr(GeneralistModel, "generation_traits", lambda self, memory, capacity: replace(
-        traits(self, memory, capacity), cross_from_memory=cross == "memory"))
+    monkeypatch.setattr(GeneralistModel, "generation_traits", lambda self, memory, capacity, rows=None: replace(
+        traits(self, memory, capacity, rows), cross_from_memory=cross == "memory"))
     answers = [vocab.encode(a) for a in ("yes", "no", "the quick brown fox", "a red circle above a blue square")]
     rows = [{**r, "p": "a longer forced prefix" if i == 1 else "x"} for i, r in enumerate(SOURCES)]
     for seed in range(3):
