@@ -9,11 +9,15 @@ Shapes: B examples, S encoder positions, L decoder positions, D = d_model, H hea
 N rows of one adaptor's inputs in the batch (several per example are possible)."""
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
+import platform
 import time
 import weakref
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -84,9 +88,51 @@ def _can_prepack(weight: torch.Tensor) -> bool:
 # model never meets the prepacked weights (oneDNN's opaque tensors can be neither)
 _PACKS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
-# (weight shape, rows rounded up to a power of two, threads) -> whether the prepacked layout is
-# the faster here: measured once per process (`_prepack_pays`)
-_PREPACK_FASTER: dict[tuple, bool] = {}
+# "cpu|torch|threads|out x in|rows" -> whether the prepacked layout is the faster there: measured
+# once per machine (`_prepack_pays`), kept in the layout cache file
+_PREPACK_FASTER: dict[str, bool] = {}
+_LAYOUTS_READ = False
+
+
+def layout_cache_path() -> Path:
+    """Where measured weight layouts are kept: $OFAC_CACHE_DIR, else $XDG_CACHE_HOME/ofac, else
+    ~/.cache/ofac; the file layouts.json."""
+    root = os.environ.get("OFAC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "ofac")
+    return Path(root) / "layouts.json"
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_name() -> str:
+    """The CPU's model name and the vector extension torch uses on it (a VM's model name can be
+    as generic as "Intel(R) Xeon(R) Processor")."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def _remember_layouts(found: dict[str, bool]) -> None:
+    """Add measured layouts to the cache file (best effort: an unwritable cache only means
+    measuring again in the next process).  Written whole to a temporary file, then renamed."""
+    path = layout_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if not isinstance(known, dict):
+            known = {}
+        known.update(found)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(known, indent=0, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _layout_seconds(weight: torch.Tensor, rows: int) -> tuple[float, float]:
@@ -122,19 +168,32 @@ def _prepack_pays(weight: torch.Tensor, rows: int) -> bool:
     transposed plain layout.  Which is faster depends on the CPU, the shape and the rows (on an
     AVX-512 EPYC prepacked is 1.2-2x faster at 16 rows for weights of 256 x 768 and up; on a
     Xeon with AMX it is 2x slower at 1 row and about even at 80), so it is measured, once per
-    shape, power-of-two row count and thread count, in a few milliseconds.  Prepacked only when
-    at least 10% faster, so near-even timings keep the plain layout from run to run.  The
-    environment variable OFAC_PREPACK=always|never skips the measurement."""
+    shape, power-of-two row count and thread count, in a few milliseconds, and kept per machine
+    (`layout_cache_path`): the layouts change the logits in their last bits, so every process on
+    a machine (training's validation, `ofac eval`) must take the same ones to give the same
+    answers.  Prepacked only when at least 10% faster.  OFAC_PREPACK=always|never skips the
+    measurement."""
+    global _LAYOUTS_READ
     if not _can_prepack(weight):
         return False
     policy = os.environ.get("OFAC_PREPACK", "auto")
     if policy in ("always", "never"):
         return policy == "always"
+    if not _LAYOUTS_READ:
+        _LAYOUTS_READ = True
+        try:
+            known = json.loads(layout_cache_path().read_text())
+            _PREPACK_FASTER.update({k: v for k, v in known.items() if isinstance(v, bool)})
+        except (OSError, ValueError, AttributeError):
+            pass  # none yet, or unreadable: measure
     rows = 1 << max(0, rows - 1).bit_length()  # 1, 2, 4, ..., the next power of two
-    key = (tuple(weight.shape), rows, torch.get_num_threads())
+    out_features, in_features = weight.shape
+    key = (f"{_cpu_name()}|torch {torch.__version__}|{torch.get_num_threads()} threads|"
+           f"{out_features} x {in_features}|{rows} rows")
     if key not in _PREPACK_FASTER:
         packed, plain = _layout_seconds(weight, rows)
         _PREPACK_FASTER[key] = packed < 0.9 * plain
+        _remember_layouts({key: _PREPACK_FASTER[key]})
     return _PREPACK_FASTER[key]
 
 

@@ -102,10 +102,11 @@ def test_prepacked_weights_give_the_plain_logits(monkeypatch):
     torch.save(model, io.BytesIO())
 
 
-def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch):
+def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch, tmp_path):
     """Which layout multiplies faster depends on the CPU, the shape and the rows: the pack
     takes the one measured faster, prepacked only when at least 10% so; each shape and row
-    count (a power of two) is measured once; OFAC_PREPACK=never|always skips the measuring."""
+    count (a power of two) is measured once per machine, later processes read the cache file;
+    OFAC_PREPACK=never|always skips the measuring."""
     from ofac.runtime import model as model_module
     from ofac.runtime.model import Prepacked, _can_prepack
 
@@ -122,6 +123,8 @@ def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch):
         return 0.95, 1.0  # within 10%: plain
     monkeypatch.setattr(model_module, "_layout_seconds", seconds)
     monkeypatch.setattr(model_module, "_PREPACK_FASTER", {})
+    monkeypatch.setattr(model_module, "_LAYOUTS_READ", False)
+    monkeypatch.setenv("OFAC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("OFAC_PREPACK", raising=False)
     fc1 = m.decoder[0].ffn[0]
     one = m.pack_decoder(rows=1)
@@ -132,6 +135,13 @@ def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch):
     assert ((256, 64), 8) in measured and len(measured) == len(set(measured))
     m.pack_decoder(rows=7)
     assert len(measured) == len(set(measured))  # 7 rows: the 8-row measurements
+    # another process on this machine: reads the file, measures nothing, takes the same layouts
+    assert model_module.layout_cache_path() == tmp_path / "cache" / "layouts.json"
+    monkeypatch.setattr(model_module, "_PREPACK_FASTER", {})
+    monkeypatch.setattr(model_module, "_LAYOUTS_READ", False)
+    monkeypatch.setattr(model_module, "_layout_seconds", lambda weight, rows: pytest.fail("measured again"))
+    again = m.pack_decoder(rows=5)  # the layouts are looked up before the kept pack is
+    assert isinstance(again[fc1], Prepacked) and not isinstance(again["proj"], Prepacked)
     monkeypatch.setenv("OFAC_PREPACK", "never")
     assert not isinstance(m.pack_decoder(rows=5)[fc1], Prepacked)
     monkeypatch.setenv("OFAC_PREPACK", "always")
