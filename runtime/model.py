@@ -115,9 +115,11 @@ def _cpu_name() -> str:
     return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
-def _remember_layouts(found: dict[str, bool]) -> None:
-    """Add measured layouts to the cache file (best effort: an unwritable cache only means
-    measuring again in the next process).  Written whole to a temporary file, then renamed."""
+def _remember_layout(key: str, faster: bool) -> bool:
+    """Add a measured layout to the cache file; -> the layout to take: the file's where another
+    process measured the same key meanwhile (the first measurement stands, so processes that
+    raced agree).  Best effort: an unwritable cache only means measuring again next time.
+    Written whole to a temporary file, then renamed."""
     path = layout_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,12 +129,15 @@ def _remember_layouts(found: dict[str, bool]) -> None:
             known = {}
         if not isinstance(known, dict):
             known = {}
-        known.update(found)
+        if isinstance(known.get(key), bool):
+            return known[key]
+        known[key] = faster
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_text(json.dumps(known, indent=0, sort_keys=True))
         os.replace(tmp, path)
     except OSError:
         pass
+    return faster
 
 
 def _layout_seconds(weight: torch.Tensor, rows: int) -> tuple[float, float]:
@@ -163,6 +168,15 @@ def _layout_seconds(weight: torch.Tensor, rows: int) -> tuple[float, float]:
     return best[0], best[1]
 
 
+def _layout_key(weight: torch.Tensor, rows: int) -> tuple[str, int]:
+    """-> the layout cache's key for this weight at `rows` rows, and the rows measured: the next
+    power of two."""
+    rows = 1 << max(0, rows - 1).bit_length()
+    out_features, in_features = weight.shape
+    return (f"{_cpu_name()}|torch {torch.__version__}|{torch.get_num_threads()} threads|"
+            f"{out_features} x {in_features}|{rows} rows"), rows
+
+
 def _prepack_pays(weight: torch.Tensor, rows: int) -> bool:
     """Whether oneDNN's prepacked layout multiplies `rows` rows by this weight faster than the
     transposed plain layout.  Which is faster depends on the CPU, the shape and the rows (on an
@@ -186,14 +200,10 @@ def _prepack_pays(weight: torch.Tensor, rows: int) -> bool:
             _PREPACK_FASTER.update({k: v for k, v in known.items() if isinstance(v, bool)})
         except (OSError, ValueError, AttributeError):
             pass  # none yet, or unreadable: measure
-    rows = 1 << max(0, rows - 1).bit_length()  # 1, 2, 4, ..., the next power of two
-    out_features, in_features = weight.shape
-    key = (f"{_cpu_name()}|torch {torch.__version__}|{torch.get_num_threads()} threads|"
-           f"{out_features} x {in_features}|{rows} rows")
+    key, rows = _layout_key(weight, rows)
     if key not in _PREPACK_FASTER:
         packed, plain = _layout_seconds(weight, rows)
-        _PREPACK_FASTER[key] = packed < 0.9 * plain
-        _remember_layouts({key: _PREPACK_FASTER[key]})
+        _PREPACK_FASTER[key] = _remember_layout(key, packed < 0.9 * plain)
     return _PREPACK_FASTER[key]
 
 

@@ -1,6 +1,7 @@
 """The generation loop: the key/value cache, beam search, greedy, sampling, constraints."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -142,6 +143,12 @@ def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch, tmp
     monkeypatch.setattr(model_module, "_layout_seconds", lambda weight, rows: pytest.fail("measured again"))
     again = m.pack_decoder(rows=5)  # the layouts are looked up before the kept pack is
     assert isinstance(again[fc1], Prepacked) and not isinstance(again["proj"], Prepacked)
+    # a process that raced another to measure takes the layout the other wrote first
+    path = model_module.layout_cache_path()
+    key, _ = model_module._layout_key(m.embed.weight, 32)
+    path.write_text(json.dumps({**json.loads(path.read_text()), key: True}))
+    monkeypatch.setattr(model_module, "_layout_seconds", lambda weight, rows: (2.0, 1.0))
+    assert isinstance(m.pack_decoder(rows=32)["proj"], Prepacked)
     monkeypatch.setenv("OFAC_PREPACK", "never")
     assert not isinstance(m.pack_decoder(rows=5)[fc1], Prepacked)
     monkeypatch.setenv("OFAC_PREPACK", "always")
