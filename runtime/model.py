@@ -89,9 +89,8 @@ def _can_prepack(weight: torch.Tensor) -> bool:
 _PACKS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 # "cpu|torch|threads|out x in|rows" -> whether the prepacked layout is the faster there: measured
-# once per machine (`_prepack_pays`), kept in the layout cache file
-_PREPACK_FASTER: dict[str, bool] = {}
-_LAYOUTS_READ = False
+# once per machine (`_prepack_pays`), kept in the layout cache file; None until that is read
+_PREPACK_FASTER: dict[str, bool] | None = None
 
 
 def layout_cache_path() -> Path:
@@ -115,6 +114,15 @@ def _cpu_name() -> str:
     return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
+def _read_layouts() -> dict[str, bool]:
+    """The layouts the cache file holds ({} where there is none or it is unreadable)."""
+    try:
+        known = json.loads(layout_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in known.items() if isinstance(v, bool)} if isinstance(known, dict) else {}
+
+
 def _remember_layout(key: str, faster: bool) -> bool:
     """Add a measured layout to the cache file; -> the layout to take: the file's where another
     process measured the same key meanwhile (the first measurement stands, so processes that
@@ -123,13 +131,8 @@ def _remember_layout(key: str, faster: bool) -> bool:
     path = layout_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if not isinstance(known, dict):
-            known = {}
-        if isinstance(known.get(key), bool):
+        known = _read_layouts()
+        if key in known:
             return known[key]
         known[key] = faster
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
@@ -187,19 +190,14 @@ def _prepack_pays(weight: torch.Tensor, rows: int) -> bool:
     a machine (training's validation, `ofac eval`) must take the same ones to give the same
     answers.  Prepacked only when at least 10% faster.  OFAC_PREPACK=always|never skips the
     measurement."""
-    global _LAYOUTS_READ
+    global _PREPACK_FASTER
     if not _can_prepack(weight):
         return False
     policy = os.environ.get("OFAC_PREPACK", "auto")
     if policy in ("always", "never"):
         return policy == "always"
-    if not _LAYOUTS_READ:
-        _LAYOUTS_READ = True
-        try:
-            known = json.loads(layout_cache_path().read_text())
-            _PREPACK_FASTER.update({k: v for k, v in known.items() if isinstance(v, bool)})
-        except (OSError, ValueError, AttributeError):
-            pass  # none yet, or unreadable: measure
+    if _PREPACK_FASTER is None:
+        _PREPACK_FASTER = _read_layouts()
     key, rows = _layout_key(weight, rows)
     if key not in _PREPACK_FASTER:
         packed, plain = _layout_seconds(weight, rows)
@@ -207,11 +205,11 @@ def _prepack_pays(weight: torch.Tensor, rows: int) -> bool:
     return _PREPACK_FASTER[key]
 
 
-def pack_weight(weight: torch.Tensor, rows: int = 1):
-    """A pack entry for the weight [out, in] of a linear map fed `rows` rows at a time: Prepacked
-    where that is faster on this machine, else the weight transposed and contiguous (the fastest
-    plain layout for addmm)."""
-    if _prepack_pays(weight, rows):
+def pack_weight(weight: torch.Tensor, prepack: bool):
+    """A pack entry for the weight [out, in] of a linear map: Prepacked (`prepack`, where
+    `_prepack_pays`), else the weight transposed and contiguous (the fastest plain layout for
+    addmm)."""
+    if prepack:
         return Prepacked(weight)
     return weight.detach().t().contiguous()
 
@@ -635,13 +633,13 @@ class GeneralistModel(nn.Module):
         optimizer step or a load bumps its version) or the rows call for other layouts, so
         consecutive generations share one pack."""
         linears = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
-        layouts = tuple(_prepack_pays(m.weight, rows) for m in linears + [self.embed])
-        key = tuple((m.weight._version, m.weight.data_ptr(), m.weight.device) for m in linears) + (
-            self.embed.weight._version, self.embed.weight.data_ptr(), self.embed.weight.device, layouts)
+        weighted = linears + [self.embed]  # the embedding's weight is the output projection's
+        layouts = tuple(_prepack_pays(m.weight, rows) for m in weighted)
+        key = tuple((m.weight._version, m.weight.data_ptr(), m.weight.device) for m in weighted) + layouts
         cached = _PACKS.get(self)
         if cached is None or cached[0] != key:
-            pack = {m: pack_weight(m.weight, rows) for m in linears}
-            pack["proj"] = pack_weight(self.embed.weight, rows)
+            pack = {m: pack_weight(m.weight, p) for m, p in zip(linears, layouts)}
+            pack["proj"] = pack_weight(self.embed.weight, layouts[-1])
             D, H = self.cfg.d_model, self.cfg.heads
             for block in self.decoder:  # the cross-attention key/value projections, per head
                 a = block.cross

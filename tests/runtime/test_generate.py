@@ -123,8 +123,7 @@ def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch, tmp
             return (1.0, 2.0) if rows >= 4 else (2.0, 1.0)
         return 0.95, 1.0  # within 10%: plain
     monkeypatch.setattr(model_module, "_layout_seconds", seconds)
-    monkeypatch.setattr(model_module, "_PREPACK_FASTER", {})
-    monkeypatch.setattr(model_module, "_LAYOUTS_READ", False)
+    monkeypatch.setattr(model_module, "_PREPACK_FASTER", None)  # the cache file not read yet
     monkeypatch.setenv("OFAC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("OFAC_PREPACK", raising=False)
     fc1 = m.decoder[0].ffn[0]
@@ -138,8 +137,7 @@ def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch, tmp
     assert len(measured) == len(set(measured))  # 7 rows: the 8-row measurements
     # another process on this machine: reads the file, measures nothing, takes the same layouts
     assert model_module.layout_cache_path() == tmp_path / "cache" / "layouts.json"
-    monkeypatch.setattr(model_module, "_PREPACK_FASTER", {})
-    monkeypatch.setattr(model_module, "_LAYOUTS_READ", False)
+    monkeypatch.setattr(model_module, "_PREPACK_FASTER", None)  # the cache file not read yet
     monkeypatch.setattr(model_module, "_layout_seconds", lambda weight, rows: pytest.fail("measured again"))
     again = m.pack_decoder(rows=5)  # the layouts are looked up before the kept pack is
     assert isinstance(again[fc1], Prepacked) and not isinstance(again["proj"], Prepacked)
