@@ -3,9 +3,9 @@
 Target: `ofac check` of the 1,000-task file in under 1 s, i.e. the cost is linear and small
 next to interpreter start-up.  `check` is the front end (parse + type check), as `cargo check`
 skips code generation; the full compile that `explain`/`run` do (plus lowering to IR and
-verifying every program) is timed too and printed as `full_s`.  Both files use the same mix of instructions (every OFASys task form),
-and are compiled in-process after one warm-up compile (grammar tables are built once per
-process, which is start-up cost, not compile cost).
+verifying every program) is timed too and printed as `full_s`.  Both files use the same mix of
+instructions (every OFASys task form), and are compiled in-process after one warm-up compile
+(grammar tables are built once per process, which is start-up cost, not compile cost).
 
   python benchmarks/compile_speed.py [--tasks 1000] [--repeat 5]
 

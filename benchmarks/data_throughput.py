@@ -42,8 +42,8 @@ from media import write_audio  # noqa: E402
 from ofac import compile_instruction  # noqa: E402
 from ofac.runtime.data import TaskData, TaskPlan, open_source  # noqa: E402
 from ofac.runtime.data.loader import build_loader  # noqa: E402
-from ofac.runtime.execute import TaskRunner  # noqa: E402
-from ofac.runtime.tokenizer import PAD, train_vocab  # noqa: E402
+from ofac.runtime.exec.run import TaskRunner  # noqa: E402
+from ofac.runtime.vocab.tokenizer import PAD, train_vocab  # noqa: E402
 
 WORDS = "a red green blue circle square triangle above below left of right the moves".split()
 
@@ -62,7 +62,8 @@ def make_data(root: Path, n_images: int, n_audio: int, seed: int = 0):
         img.save(root / f"img{i}.jpg", quality=90)
         img_rows.append({"img": f"img{i}.jpg", "cap": " ".join(rng.choice(WORDS, 8))})
     for i in range(n_audio):
-        write_audio(root / f"a{i}.flac", seconds=float(rng.uniform(1.0, 2.0)), rate=22050, freq=float(rng.uniform(200, 800)))
+        write_audio(root / f"a{i}.flac", seconds=float(rng.uniform(1.0, 2.0)), rate=22050,
+                    freq=float(rng.uniform(200, 800)))
         audio_rows.append({"wav": f"a{i}.flac", "text": " ".join(rng.choice(WORDS, 5))})
     for name, rows in (("images.jsonl", img_rows), ("audio.jsonl", audio_rows)):
         (root / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")

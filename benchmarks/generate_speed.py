@@ -22,13 +22,14 @@ SRC, STEPS = 64, 32
 def ofac_runner(batch_size: int, beam: int):
     import torch
 
-    from ofac.runtime.collate import Batch
-    from ofac.runtime.generate import GenerateConfig, generate
-    from ofac.runtime.model import GeneralistModel, ModelConfig
-    from ofac.runtime.tokenizer import BOS
+    from ofac.runtime.data.collate import Batch
+    from ofac.runtime.generate.eager import GenerateConfig, generate
+    from ofac.runtime.model.config import ModelConfig
+    from ofac.runtime.model.network import EncoderDecoder
+    from ofac.runtime.vocab.tokenizer import BOS
 
     torch.manual_seed(0)
-    model = GeneralistModel(ModelConfig(vocab_size=VOCAB, dropout=0.0, **DIMS)).eval()
+    model = EncoderDecoder(ModelConfig(vocab_size=VOCAB, dropout=0.0, **DIMS)).eval()
     g = torch.Generator().manual_seed(1)
     src = torch.randint(5, VOCAB, (batch_size, SRC), generator=g)
     B = batch_size
@@ -46,9 +47,8 @@ def ofac_runner(batch_size: int, beam: int):
 
 def hf_runner(batch_size: int, beam: int):
     import torch
-    from transformers import BartForConditionalGeneration, GenerationConfig
-
     from train_throughput import bart_config  # benchmarks/ is this script's folder
+    from transformers import BartForConditionalGeneration, GenerationConfig
 
     torch.manual_seed(0)
     model = BartForConditionalGeneration(bart_config(VOCAB, DIMS, dropout=0.0)).eval()

@@ -6,7 +6,7 @@ A tiny-preset model (d 256, FFN 1024, 4+4 layers, 4 heads) is trained for a few 
 generated text task so the checkpoint is a real run directory, exported with `ofac export`,
 and both backends answer the same held-out rows through `.inference`: PyTorch eager with
 torch tensors and the torch search, ONNX Runtime through the torch-free runtime
-(`ofac.runtime.deploy`: numpy preprocessing, batching and search over the exported graphs).
+(`ofac.runtime.serve.deployed`: numpy preprocessing, batching and search over the exported graphs).
 
   python benchmarks/onnx_speed.py [--rows 16] [--threads 2]
 
@@ -27,7 +27,7 @@ WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo li
 
 def make_run(root: Path) -> Path:
     from ofac import compile_source
-    from ofac.runtime.trainer import Trainer
+    from ofac.runtime.train.recipe import TrainingRun
 
     rng = random.Random(0)
     rows = []
@@ -47,7 +47,7 @@ train { steps = 30  lr = 1e-3  out = run  eval_every = 1000  save_every = 1000 }
 """
     compiled, diags = compile_source(source, str(root / "t.ofa"), root)
     assert compiled is not None, [d.message for d in diags]
-    Trainer(compiled, root).fit()
+    TrainingRun(compiled, root).fit()
     return root / "run"
 
 
@@ -70,8 +70,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ofac.runtime.export import export
-    from ofac.runtime.inference import OFASys
+    from ofac.runtime.serve.answer import OFASys
+    from ofac.runtime.serve.export import export
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -79,7 +79,7 @@ def main() -> None:
         export(run, root / "onnx")
         rows = [{"s": json.loads(line)["s"]} for line in (root / "valid.jsonl").read_text().splitlines()][:args.rows]
         eager = OFASys.from_pretrained(run)
-        from ofac.runtime.deploy import load
+        from ofac.runtime.serve.deployed import load
 
         ort_sys = load(root / "onnx", threads=args.threads)
         ratios = {}

@@ -50,7 +50,7 @@ def matmul_gflops(threads: int) -> float:
 def batch_for_ofac():
     import torch
 
-    from ofac.runtime.collate import Batch
+    from ofac.runtime.data.collate import Batch
 
     g = torch.Generator().manual_seed(0)
     src = torch.randint(5, VOCAB, (B, SRC), generator=g)
@@ -62,11 +62,12 @@ def batch_for_ofac():
 def run_ofac(steps: int, precision: str):
     import torch
 
-    from ofac.runtime.model import GeneralistModel, ModelConfig
-    from ofac.runtime.trainer import resolve_precision
+    from ofac.runtime.model.config import ModelConfig
+    from ofac.runtime.model.device import resolve_precision
+    from ofac.runtime.model.network import EncoderDecoder
 
     torch.manual_seed(0)
-    model = GeneralistModel(ModelConfig(vocab_size=VOCAB, dropout=0.1, **DIMS))
+    model = EncoderDecoder(ModelConfig(vocab_size=VOCAB, dropout=0.1, **DIMS))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = batch_for_ofac()
     dtype = resolve_precision(precision, torch.device("cpu"))

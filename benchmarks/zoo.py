@@ -40,7 +40,7 @@ def log(msg: str) -> None:  # validations, and every 100th step
 
 def headline(scores: dict) -> tuple[str, float]:
     """A task's own metric and its value (every zoo task has one)."""
-    from ofac.runtime.metrics import task_metric
+    from ofac.runtime.evaluate.metrics import task_metric
 
     metric = task_metric(scores)
     return metric, scores[metric]
@@ -60,10 +60,10 @@ def only_task(source: str, name: str) -> str:
 
 
 def train_and_score(compiled, out: Path, steps: int | None) -> dict[str, dict]:
-    from ofac.runtime.inference import evaluate_run
-    from ofac.runtime.trainer import Trainer
+    from ofac.runtime.serve.evaluation import evaluate_run
+    from ofac.runtime.train.recipe import TrainingRun
 
-    Trainer(compiled, ROOT / "examples", out=out, steps=steps, log=log).fit()
+    TrainingRun(compiled, ROOT / "examples", out=out, steps=steps, log=log).fit()
     results = evaluate_run(out, ZOO)
     (out / "scores.json").write_text(json.dumps(results, indent=1))
     return results
@@ -72,8 +72,8 @@ def train_and_score(compiled, out: Path, steps: int | None) -> dict[str, dict]:
 def single(args) -> None:
     """Each task alone against the joint model."""
     from ofac import compile_source
-    from ofac.runtime.inference import evaluate_run
-    from ofac.runtime.metrics import LOWER_IS_BETTER
+    from ofac.runtime.evaluate.metrics import LOWER_IS_BETTER
+    from ofac.runtime.serve.evaluation import evaluate_run
 
     joint = None
     if args.joint is not None:
@@ -127,7 +127,7 @@ def main() -> None:
         return single(args)
 
     from ofac import load
-    from ofac.runtime.metrics import LOWER_IS_BETTER, bleu
+    from ofac.runtime.evaluate.metrics import LOWER_IS_BETTER, bleu
 
     if args.out.exists():
         sys.exit(f"{args.out} exists: give another --out")

@@ -188,7 +188,6 @@ def zoo_rows(out: Path, i: int, rng: random.Random, speaker) -> dict[str, dict]:
     sentence to compress, and speech."""
     import numpy as np
     import soundfile as sf
-
     from speech import VOICES
 
     colour, kind = rng.choice(list(COLOURS)), rng.choice(SHAPES)
@@ -278,7 +277,8 @@ def main() -> None:
         speaker.close()
     marker.write_text(json.dumps(stamp))
     extra = "; video, infill, table2text, compress, speech, digits" if args.zoo else ""
-    print(f"{args.out}: {args.scenes} train and {args.valid} valid scenes; caption, vqa, grounding, detection, sql{extra}")
+    print(f"{args.out}: {args.scenes} train and {args.valid} valid scenes; caption, vqa, grounding, detection, "
+          f"sql{extra}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
 from make_data import COLOURS  # noqa: E402  (examples/ is this script's folder)
 
 # shapes per scene: (kind, colour, box x0 y0 x1 y1) on a 200x200 canvas; boxes match data/*.jsonl

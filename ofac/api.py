@@ -8,16 +8,22 @@
     Trainer(steps=1000).fit(model=model, tasks=[task])   # the same run directory as `ofac run`
 
 Instructions are compiled when a Task is made (a mistake raises CompileError with every
-diagnostic); settings are checked against the same schema as `.ofa` files.  Importing this
-module does not import torch: training does, in `fit`."""
+diagnostic); settings are checked against the same schema as `.ofa` files.  This module and the
+command line are the only parts of `ofac` that use the runtime.  Importing it imports no torch:
+the training recipe does, when `fit` starts it, and so does the PyTorch backend of `OFASys`
+(the ONNX one never does)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from .compiler import compile_instruction
 from .compiler import load as load_task_file
-from .diagnostics import CompileError
+from .errors import CompileError
+from .runtime.data.tasks import RunDefinition, TaskDefinition, defaults
+from .runtime.serve.answer import OFASys
 from .settings import MODEL, TASK, TRAIN, coerce
+
+__all__ = ["GeneralistModel", "OFASys", "Task", "Trainer", "load"]
 
 SPLITS = ("train", "valid", "test")
 
@@ -71,37 +77,19 @@ class Trainer:
         self.settings = {k: coerce(TRAIN, k, v) for k, v in settings.items()}
 
     def fit(self, model: GeneralistModel, tasks: list[Task], resume: bool = False):
-        from .runtime.spec import RunSpec, TaskSpec, defaults
-        from .runtime.trainer import Trainer as RunTrainer
-
+        """Train `model` on `tasks` into the run directory (`out`); -> the run's result."""
         names = [t.name for t in tasks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"task names must be unique: {', '.join(dupes)}")
-        spec = RunSpec([TaskSpec(t.ir, {**defaults(TASK), **t.settings}, dict(t.datasets)) for t in tasks],
-                       {**defaults(MODEL), **model.settings}, {**defaults(TRAIN), **self.settings},
-                       source="<python api>", base_dir=Path.cwd())
-        result = RunTrainer(spec, resume=resume, log=print).fit()
+        run = RunDefinition([TaskDefinition(t.ir, {**defaults(TASK), **t.settings}, dict(t.datasets)) for t in tasks],
+                            {**defaults(MODEL), **model.settings}, {**defaults(TRAIN), **self.settings},
+                            source="<python api>", base_dir=Path.cwd())
+        from .runtime.train.recipe import TrainingRun  # torch, from here on
+
+        result = TrainingRun(run, resume=resume, log=print).fit()
         model.run_dir = result.run_dir
         return result
-
-
-class OFASys:
-    """The OFASys hub API: `OFASys.from_pretrained(run_dir)` loads a trained generalist model
-    (needs torch; `import ofac` alone does not).  `backend="onnx"` loads an `ofac export` folder
-    and answers with ONNX Runtime and numpy, without importing torch."""
-
-    @staticmethod
-    def from_pretrained(run_dir: str | Path, checkpoint: str = "best", device: str | None = None,
-                        backend: str = "torch"):
-        if backend == "onnx":  # not through runtime.inference, which imports torch
-            from .runtime.deploy import load as load_export
-
-            system = load_export(run_dir)
-            return system.to(device) if device else system
-        from .runtime.inference import OFASys as Loaded
-
-        return Loaded.from_pretrained(run_dir, checkpoint, device, backend=backend)
 
 
 def load(path: str | Path, **options):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import syntax as ast
+from .check_template import SIDES, check_box_needs_image, check_decoder, consistent_columns, same_structure
 from .diagnostics import Diagnostics, Note
 from .modalities import MODALITIES, MODALITY_NAMES
 from .names import closest
-from .check_template import (SIDES, check_box_needs_image, check_decoder, consistent_columns,
-                             same_structure)
 from .typed import TypedRepeat, TypedSlot, TypedTemplate
 
 
@@ -174,8 +173,8 @@ def _attrs(slot: ast.Slot, modality, side: str, diags: Diagnostics) -> tuple:
     seen: dict[str, ast.Attr] = {}
     typed = []
     for attr in slot.attrs:
-        spec = modality.attr(attr.key)
-        if spec is None:
+        declared = modality.attr(attr.key)
+        if declared is None:
             _unknown_attr(attr, modality, diags)
             continue
         if attr.key in seen:
@@ -183,19 +182,19 @@ def _attrs(slot: ast.Slot, modality, side: str, diags: Diagnostics) -> tuple:
                             "first given here")
             continue
         seen[attr.key] = attr
-        value = _attr_value(attr, spec, diags)
+        value = _attr_value(attr, declared, diags)
         if value is _BAD:
             continue
-        if side not in spec.sides:
-            other = "encoder input" if "encoder" in spec.sides else "decoder target"
+        if side not in declared.sides:
+            other = "encoder input" if "encoder" in declared.sides else "decoder target"
             article = "an" if side == "encoder" else "a"
             diags.error("E0013", f"`{attr.key}` does not apply to {article} {side} slot", attr.span,
-                        label=f"on the {side} side", help=f"`{attr.key}` applies to a {other} only: {spec.doc}")
+                        label=f"on the {side} side", help=f"`{attr.key}` applies to {_a(other)} only: {declared.doc}")
             continue
-        if spec.deprecated:
-            diags.warning("W0102", spec.deprecated, attr.span, label="ignored", help=f"remove `{attr.key}`")
+        if declared.deprecated:
+            diags.warning("W0102", declared.deprecated, attr.span, label="ignored", help=f"remove `{attr.key}`")
             continue
-        if spec.lowered:
+        if declared.lowered:
             typed.append((attr.key, value))
     return tuple(typed)
 
@@ -203,32 +202,32 @@ def _attrs(slot: ast.Slot, modality, side: str, diags: Diagnostics) -> tuple:
 _BAD = object()
 
 
-def _attr_value(attr: ast.Attr, spec, diags: Diagnostics):
-    if spec.kind == "flag":
+def _attr_value(attr: ast.Attr, declared, diags: Diagnostics):
+    if declared.kind == "flag":
         if attr.value is not None:
             diags.error("E0011", f"`{attr.key}` is a flag and takes no value", attr.value_span or attr.span,
                         label="remove this value", help=f"write just `{attr.key}`")
             return _BAD
         return True
     if not attr.value:
-        example = {"int": "8", "float": "0.3", "name": "NAME"}[spec.kind]
+        example = {"int": "8", "float": "0.3", "name": "NAME"}[declared.kind]
         diags.error("E0011", f"`{attr.key}` needs a value", attr.span, label="no value",
-                    help=f"write `{attr.key}={example}`: {spec.doc}")
+                    help=f"write `{attr.key}={example}`: {declared.doc}")
         return _BAD
-    if spec.kind == "name":
+    if declared.kind == "name":
         return attr.value
     try:
-        value = int(attr.value) if spec.kind == "int" else float(attr.value)
+        value = int(attr.value) if declared.kind == "int" else float(attr.value)
     except ValueError:
-        kind = "an integer" if spec.kind == "int" else "a number"
+        kind = "an integer" if declared.kind == "int" else "a number"
         diags.error("E0011", f"`{attr.key}` expects {kind}, found `{attr.value}`", attr.value_span,
-                    label=f"not {kind}", help=f"`{attr.key}`: {spec.doc}")
+                    label=f"not {kind}", help=f"`{attr.key}`: {declared.doc}")
         return _BAD
-    below = spec.lo is not None and value < spec.lo
-    above = spec.hi is not None and (value >= spec.hi if spec.hi_open else value > spec.hi)
+    below = declared.lo is not None and value < declared.lo
+    above = declared.hi is not None and (value >= declared.hi if declared.hi_open else value > declared.hi)
     if below or above:
         diags.error("E0012", f"`{attr.key}={attr.value}` is out of range", attr.value_span,
-                    label=f"must be in {spec.range_text()}", help=f"`{attr.key}`: {spec.doc}")
+                    label=f"must be in {declared.range_text()}", help=f"`{attr.key}`: {declared.doc}")
         return _BAD
     return value
 
@@ -304,11 +303,11 @@ def _no_default_adaptor(slot: ast.Slot, modality, side: str, diags: Diagnostics)
 
 def _attr_preprocess_ok(slot: ast.Slot, modality, preprocess: str, diags: Diagnostics) -> bool:
     for attr in slot.attrs:
-        spec = modality.attr(attr.key)
-        if spec and spec.preprocess and preprocess not in spec.preprocess:
-            diags.error("E0019", f"`{attr.key}` needs preprocess={' or '.join(spec.preprocess)}", attr.span,
+        declared = modality.attr(attr.key)
+        if declared and declared.preprocess and preprocess not in declared.preprocess:
+            diags.error("E0019", f"`{attr.key}` needs preprocess={' or '.join(declared.preprocess)}", attr.span,
                         label=f"not used by preprocess={preprocess}",
-                        help=f"add `preprocess={spec.preprocess[0]}` or remove `{attr.key}`")
+                        help=f"add `preprocess={declared.preprocess[0]}` or remove `{attr.key}`")
             return False
     return True
 

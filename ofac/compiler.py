@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .check import check_instruction
 from .check_file import check_file
-from .diagnostics import CompileError, Diagnostic, Diagnostics
+from .diagnostics import Diagnostic, Diagnostics
+from .errors import CompileError
 from .ir import TaskIR
 from .lower import lower_task
 from .parse import parse_file, parse_instruction

@@ -98,13 +98,3 @@ class Diagnostics:
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-class CompileError(Exception):
-    """Raised by the public API when compilation produced errors."""
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = list(diagnostics)
-        from .render import render_plain
-
-        super().__init__("\n" + render_plain(self.diagnostics))

@@ -24,18 +24,14 @@ def lower_task(task: CheckedTask, model: tuple = ()) -> TaskIR:
         problems = verify(p)
         if problems:  # a compiler bug, never a user mistake
             raise AssertionError(f"lowering produced invalid IR for task {task.name}: {problems}")
-    by_family: dict[str, list[Op]] = {}
-    for op in programs[0].ops:
-        by_family.setdefault(op.family, []).append(op)
-    output = by_family["decoder.target"][0].get("output")
+    first = programs[0]
     metric = task.setting("metric", "auto")
     if metric == "auto":
-        constrained = by_family["loss"][0].get("constrained", False)
-        metric = "accuracy" if constrained else _METRIC_BY_OUTPUT.get(output, "none")
-    reads = by_family["read.column"]
+        constrained = first.only("loss").get("constrained", False)
+        metric = "accuracy" if constrained else _METRIC_BY_OUTPUT.get(first.only("postprocess").name, "none")
+    reads = first.of_kind("read")
     meta = (
         ("instruction", " ||| ".join(t.span.text if t.span is not None else "" for t in task.templates)),
-        ("output", output),
         ("metric", metric),
         ("inputs", tuple(dict.fromkeys(o.get("column") for o in reads if o.get("side") == "encoder"))),
         # what the decoder is trained to produce, from its slots (not its reads: a column on both
@@ -53,47 +49,51 @@ class _Lowering:
     def program(self, t: TypedTemplate) -> Program:
         self.ops: list[Op] = []
         self.reads: dict[str, int] = {}
+        self.prepared: dict[int, int] = {}  # id of a slot -> its preprocess op
         self.template = t
         enc = [self.segment(seg, "encoder") for seg in segments(t.encoder) if _has_content(seg)]
-        self.emit("encoder.concat", enc, span=t.span)
+        self.emit("encoder", "", enc, span=t.span)
         (seg,) = segments(t.decoder)
         adapted = self.segment(seg, "decoder")
         self.decoder(seg, adapted)
         return Program(self.task.name, tuple(self.ops))
 
-    def emit(self, op: str, args=(), attrs=(), span=None) -> int:
+    def emit(self, kind: str, name: str = "", args=(), attrs=(), span=None) -> int:
         i = len(self.ops)
-        self.ops.append(Op(i, op, tuple(args), tuple(attrs), span.location() if span is not None else None))
+        self.ops.append(Op(i, kind, name, tuple(args), tuple(attrs), span.location() if span is not None else None))
         return i
 
     # ---------------------------------------------------------------- inputs
 
     def read(self, s: TypedSlot) -> int:
         if s.column not in self.reads:
-            self.reads[s.column] = self.emit("read.column", attrs=(
+            self.reads[s.column] = self.emit("read", attrs=(
                 ("column", s.column), ("modality", s.modality), ("side", s.side), ("repeated", s.repeated)),
                 span=s.column_span or s.span)
         return self.reads[s.column]
 
     def preprocess(self, s: TypedSlot) -> int:
-        spec = MODALITIES[s.modality].preprocessor(s.preprocess)
-        params = dict(spec.params)
-        for param, setting in spec.settings:
+        if id(s) in self.prepared:
+            return self.prepared[id(s)]
+        pre = MODALITIES[s.modality].preprocessor(s.preprocess)
+        params = dict(pre.params)
+        for param, setting in pre.settings:
             if self.model.get(setting) is not None:
                 params[param] = self.model[setting]
         params.update((k, v) for k, v in s.attrs if k not in _GROUP_ATTRS)
         args = [self.read(s)]
-        if s.modality == "BOX":  # boxes are pixels of the instruction's image: transform them together
-            args.append(self.read(next(x for x in self.template.slots() if x.modality == "IMAGE")))
-        return self.emit(f"preprocess.{s.preprocess}", args, tuple(params.items()), s.span)
+        if s.modality == "BOX":  # a box is in pixels of the instruction's image: it follows the image's geometry
+            args.append(self.preprocess(next(x for x in self.template.slots() if x.modality == "IMAGE")))
+        self.prepared[id(s)] = op = self.emit("preprocess", s.preprocess, args, tuple(params.items()), s.span)
+        return op
 
     def plain(self, item: Text) -> int:
-        return self.emit("preprocess.text", attrs=(("text", item.text),), span=item.span)
+        return self.emit("preprocess", "text", attrs=(("text", item.text),), span=item.span)
 
     def segment(self, seg: Segment, side: str) -> int:
         if seg.kind == "slot":
             s = seg.items[0]
-            return self.emit(f"adapt.{s.adaptor}", [self.preprocess(s)], (("side", side),), s.span)
+            return self.emit("adapt", s.adaptor, [self.preprocess(s)], (("side", side),), s.span)
         members, loss = self.members(seg.items, side)
         first = next((i for i in seg.items if isinstance(i, TypedSlot)), None)
         auto = not (first is not None and first.get("disable_auto_boseos"))
@@ -102,14 +102,10 @@ class _Lowering:
         if limit is not None:
             attrs.append(("max_length", limit))
         if side == "decoder":
-            prefix = 0
-            while prefix < len(loss) and not loss[prefix]:
-                prefix += 1
-            closed = any(s.get("closed_set") for s in seg.data_slots())
-            attrs += [("loss", tuple(loss)), ("prefix", prefix), ("closed_set", closed)]
+            attrs.append(("loss", tuple(loss)))
         span = _span_of(seg)
-        group = self.emit("tokens.group", members, attrs, span)
-        return self.emit("adapt.text", [group], (("side", side),), span)
+        group = self.emit("group", "", members, attrs, span)
+        return self.emit("adapt", "text", [group], (("side", side),), span)
 
     def members(self, items, side: str) -> tuple[list[int], list[bool]]:
         ids, loss = [], []
@@ -122,7 +118,7 @@ class _Lowering:
                 loss.append(plain_loss)
             elif isinstance(item, TypedRepeat):
                 inner, _ = self.members(item.items, side)
-                ids.append(self.emit("tokens.repeat", inner, span=item.span))
+                ids.append(self.emit("repeat", "", inner, span=item.span))
                 loss.append(True)
             else:
                 ids.append(self.preprocess(item))
@@ -140,12 +136,12 @@ class _Lowering:
             target = MODALITIES["TEXT"].adaptor("text").target
             output = target_output(seg)
         span = _span_of(seg)
-        tgt = self.emit("decoder.target", [adapted], (("output", output),), span)
-        closed = self.ops[self.ops[adapted].args[0]].get("closed_set", False)
-        loss_attrs = [("weight", self.task.setting("weight", 1.0)), ("constrained", closed)]
+        tgt = self.emit("target", target.head, [adapted], span=span)
+        closed = seg.kind == "tokens" and any(s.get("closed_set") for s in seg.data_slots())
+        loss_attrs = [("weight", self.task.setting("weight", 1.0))]
         if target.loss == "label_smoothed_ce":
-            loss_attrs.insert(0, ("eps", self.task.setting("label_smoothing", 0.1)))
-        self.emit(f"loss.{target.loss}", [tgt], loss_attrs, span)
+            loss_attrs = [("eps", self.task.setting("label_smoothing", 0.1))] + loss_attrs + [("constrained", closed)]
+        self.emit("loss", target.loss, [tgt], loss_attrs, span)
         gen = dict(target.generate_defaults)
         if output == "box":
             gen.update(_BOX_ONLY)
@@ -155,12 +151,12 @@ class _Lowering:
         gen["constraint"] = "trie" if closed else "none"
         if closed:  # candidates: the task's `answers`, or (empty) the targets seen in training
             gen["answers"] = tuple(self.task.setting("answers", ()))
-        generated = self.emit(f"generate.{target.generator}", [tgt], tuple(gen.items()), span)
-        post = [("strip_prefix", True)] if seg.kind == "tokens" else []
+        generated = self.emit("generate", target.generator, [tgt], tuple(gen.items()), span)
+        post = []
         if output in ("box", "box_text"):
             image = next(s for s in self.template.slots() if s.modality == "IMAGE")
             post += [("bins", self.model.get("box_bins", 1000)), ("image", image.column)]
-        self.emit(f"postprocess.{output}", [generated], tuple(post), span)
+        self.emit("postprocess", output, [generated], tuple(post), span)
 
 
 def _has_content(seg: Segment) -> bool:

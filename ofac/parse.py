@@ -253,10 +253,10 @@ def _instruction_error(err: UnexpectedInput, text: str, source: SourceFile, base
             return Diagnostic("E0002", Severity.ERROR, "unclosed slot: missing `]`", slot,
                               label="this slot is never closed", help="close the slot with `]`")
         return Diagnostic(
-            "E0002", Severity.ERROR, f"malformed slot: unexpected `{found.strip() or found}`", at,
+            "E0002", Severity.ERROR, f"malformed slot: unexpected `{_shown(found.strip() or found)}`", at,
             label="not allowed here", help="a slot is written `[MODALITY:column,attr=value]`; column and "
             "attribute names use letters, digits and `_`")
-    return Diagnostic("E0001", Severity.ERROR, f"syntax error: unexpected `{found.strip()}`" if found else
+    return Diagnostic("E0001", Severity.ERROR, f"syntax error: unexpected `{_shown(found.strip())}`" if found else
                       "syntax error: unexpected end of instruction", at, label="unexpected here")
 
 
@@ -365,8 +365,13 @@ def _file_error(err: UnexpectedInput, text: str, source: SourceFile):
                           label="expected `=`", help="only `instruction:` takes the rest of its line; "
                           "write other settings as `key = value`")
     expected = _expected(err)
-    return Diagnostic("E0001", Severity.ERROR, f"syntax error: unexpected `{found}`", at,
+    return Diagnostic("E0001", Severity.ERROR, f"syntax error: unexpected `{_shown(found)}`", at,
                       label="unexpected here", help=f"expected {expected}" if expected else "")
+
+
+def _shown(text: str) -> str:
+    """Text for a message: control characters (which a terminal would swallow) as escapes."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 _TERMINAL_TEXT = {"NAME": "a setting name", "LBRACE": "`{`", "RBRACE": "`}`", "EQUALS": "`=`",

@@ -189,7 +189,8 @@ def coerce(schema: BlockSchema, name: str, value):
     if s.kind == "choice" and value not in s.choices:
         raise ValueError(f"`{name}` cannot be {value!r}; choose one of: {', '.join(s.choices)}")
     if s.kind in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (s.kind == "int" and not isinstance(value, int)):
+        wrong_type = isinstance(value, bool) or not isinstance(value, (int, float))
+        if wrong_type or (s.kind == "int" and not isinstance(value, int)):
             raise ValueError(f"`{name}` expects {'an integer' if s.kind == 'int' else 'a number'}, got {value!r}")
         if (s.lo is not None and value < s.lo) or (s.hi is not None and value > s.hi):
             raise ValueError(f"`{name}` = {value} is out of range [{s.lo}, {s.hi}]")

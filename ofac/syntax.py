@@ -6,7 +6,6 @@ from typing import Union
 
 from .source import Span, span_field
 
-
 # --------------------------------------------------------------------------- instruction
 
 @dataclass(frozen=True)

@@ -1,3 +1,3 @@
-"""ofac.runtime: executes lowered IR Programs with PyTorch (data path, model, training,
-generation).  It depends on ofac.ir, never on the parser.  Filled by the runtime issues;
-the compiler (`ofac`) never imports this package."""
+"""ofac.runtime: executes lowered IR programs with PyTorch (the data path, the model, training,
+generation, serving).  It depends on `ofac.ir` (and the compiler's pure-Python tables), never
+on the parser; see ARCHITECTURE.md for the package map and what each package may import."""

@@ -5,9 +5,9 @@ import json
 import subprocess
 import sys
 
+from helpers import ROOT
 from typer.testing import CliRunner
 
-from helpers import ROOT
 from ofac.cli import app
 
 runner = CliRunner()
@@ -45,7 +45,7 @@ def test_explain_prints_ir_text_and_json():
     assert result.exit_code == 0 and "preprocess.box" in result.stdout and "postprocess.box" in result.stdout
     result = runner.invoke(app, ["explain", "-i", "[IMAGE:img] what? -> [TEXT:cap]", "-f", "json"])
     (task,) = json.loads(result.stdout)
-    assert task["ofac_ir"] == 1 and task["programs"][0][0]["op"] == "read.column"
+    assert task["ofac_ir"] == 2 and task["programs"][0][0]["kind"] == "read"
     assert runner.invoke(app, ["explain", "-i", "x -> y"]).exit_code == 1
     assert runner.invoke(app, ["explain", str(ROOT / "examples" / "families.ofa"), "-t", "nope"]).exit_code == 2
 
@@ -59,18 +59,25 @@ def test_fmt_check_and_rewrite(tmp_path):
     assert runner.invoke(app, ["fmt", "--check", str(f)]).exit_code == 0
 
 
-BLOCK_TORCH = (
+BLOCKED = ("torch", "torchvision", "torchaudio", "numpy", "ofac.runtime")
+BLOCK_RUNTIME = (  # an import of any of BLOCKED, or of a module inside one, fails
     "import sys\n"
     "class Block:\n"
     "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'torchvision', 'torchaudio', 'numpy', 'ofac.runtime'):\n"
+    f"        if any(name == b or name.startswith(b + '.') for b in {BLOCKED!r}):\n"
     "            raise ImportError('blocked: ' + name)\n"
     "sys.meta_path.insert(0, Block())\n"
 )
 
 
-def test_compiler_works_without_torch():
-    code = BLOCK_TORCH + (
+def test_the_import_blocker_blocks_the_runtime():
+    code = BLOCK_RUNTIME + "import ofac.runtime.errors\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0 and "blocked: ofac.runtime" in proc.stderr
+
+
+def test_compiler_works_without_the_runtime():
+    code = BLOCK_RUNTIME + (
         "import ofac\n"
         "from ofac.cli import app\n"
         "t, d = ofac.compile_instruction('[IMAGE:img] what? -> [TEXT:cap]')\n"

@@ -1,12 +1,13 @@
 """Fuzzing: the compiler returns a program or diagnostics for any input, never raises."""
 from __future__ import annotations
 
+from helpers import ofasys_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import ofasys_corpus
-from ofac import compiler
+from ofac import compiler, ir
 from ofac.modalities import MODALITIES
+from ofac.render import render_plain
 
 NAMES = list(MODALITIES) + ["text", "IMAGES", "CATEGORY", "BOUNDING_BOX", "A"]
 ATTRS = sorted({a.name for m in MODALITIES.values() for a in m.attrs}) + ["foo", "preprocessor"]
@@ -40,12 +41,21 @@ def instructions(draw):
     return " ||| ".join(templates)
 
 
+def _rendered(diags) -> None:
+    """Every diagnostic renders, for people and as JSON, with its code and message."""
+    for d in diags:
+        text = render_plain([d])
+        assert f"[{d.code}]: {d.message}" in text
+        assert d.to_json()["code"] == d.code
+
+
 def _compiles_or_diagnoses(text: str) -> None:
     lowered, diags = compiler.compile_instruction(text)
     if lowered is None:
         assert any(d.is_error for d in diags), text
-    for d in diags:
-        d.to_json()  # every diagnostic renders
+    else:
+        assert all(ir.verify(p) == [] for p in lowered.programs)
+    _rendered(diags)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -68,9 +78,8 @@ def test_mutated_ofasys_instructions(text, pos, cut, insert):
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=80))
 def test_arbitrary_task_files(text):
-    compiled, diags = compiler.compile_source("task t {\n" + text + "\n}\n", "<fuzz>", None, check_data=False)
-    if compiled is None:
-        assert any(d.is_error for d in diags)
-    compiled, diags = compiler.compile_source(text, "<fuzz>", None, check_data=False)
-    if compiled is None:
-        assert any(d.is_error for d in diags)
+    for source in ("task t {\n" + text + "\n}\n", text):
+        compiled, diags = compiler.compile_source(source, "<fuzz>", None, check_data=False)
+        if compiled is None:
+            assert any(d.is_error for d in diags)
+        _rendered(diags)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import EXAMPLES, ofasys_corpus
+
 from ofac import compiler, ir
 from ofac.format import format_file, format_instruction
 from ofac.parse import parse_file, parse_instruction
@@ -65,18 +65,19 @@ def test_positional_columns_follow_ofasys():
 def test_decoder_prefix_and_loss_mask():
     lowered, _ = compiler.compile_instruction(
         'is " [TEXT:s] " good? -> is " [TEXT:s,no_loss] " good? [TEXT:label,closed_set]')
-    group = next(o for o in lowered.programs[0].find("tokens.group") if o.get("loss") is not None)
-    assert group.get("loss") == (False, False, False, True) and group.get("prefix") == 3
-    assert group.get("closed_set") is True
-    (gen,) = lowered.programs[0].find("generate")
+    group = next(o for o in lowered.programs[0].of_kind("group") if o.get("loss") is not None)
+    assert group.get("loss") == (False, False, False, True)  # the first three are the forced prefix
+    assert lowered.programs[0].only("loss").get("constrained") is True
+    gen = lowered.programs[0].only("generate")
     assert gen.get("constraint") == "trie" and gen.get("beam") == 1 and gen.get("answers") == ()
     assert lowered.get("metric") == "accuracy"
 
 
 def test_closed_set_answers_reach_the_ir():
     compiled, diags = compiler.compile_source(
-        "task vqa {\n  instruction: [IMAGE:i] [TEXT:q] -> [TEXT:a,closed_set]\n  answers = [yes, no, \"not sure\"]\n}\n")
-    (gen,) = compiled.task("vqa").programs[0].find("generate")
+        "task vqa {\n  instruction: [IMAGE:i] [TEXT:q] -> [TEXT:a,closed_set]\n"
+        "  answers = [yes, no, \"not sure\"]\n}\n")
+    gen = compiled.task("vqa").programs[0].only("generate")
     assert gen.get("answers") == ("yes", "no", "not sure")
 
 
@@ -89,9 +90,9 @@ def test_alternatives_lower_to_one_program_each():
 
 def test_column_read_once_when_used_on_both_sides():
     lowered, _ = compiler.compile_instruction('complete " [TEXT:s,mask_ratio=0.3] " -> [TEXT:s]')
-    reads = lowered.programs[0].find("read.column")
+    reads = lowered.programs[0].of_kind("read")
     assert [r.get("column") for r in reads] == ["s"]
-    pre = [o for o in lowered.programs[0].find("preprocess") if o.args == (reads[0].id,)]
+    pre = [o for o in lowered.programs[0].of_kind("preprocess") if o.args == (reads[0].id,)]
     assert [o.get("mask_ratio") for o in pre] == [0.3, None]
 
 
@@ -99,5 +100,4 @@ def test_markers_alone_encode_nothing():
     # found by the fuzz: a side of legacy markers only used to lower to an empty token group
     lowered, diags = compiler.compile_instruction("<BOS> -> [TEXT]")
     assert lowered is not None and [d.code for d in diags] == ["W0101"]
-    (concat,) = lowered.programs[0].find("encoder.concat")
-    assert concat.args == ()
+    assert lowered.programs[0].only("encoder").args == ()

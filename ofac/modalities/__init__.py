@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .spec import BOTH, DEC, ENC, Adaptor, AttrSpec, Modality, Preprocessor, Target
+from .table import BOTH, DEC, ENC, Adaptor, Modality, Preprocessor, SlotAttr, Target
 
-_SKIP = {"spec"}
+_SKIP = {"table"}
 
 
 def _discover() -> dict[str, Modality]:
@@ -23,6 +23,8 @@ def _discover() -> dict[str, Modality]:
 
 MODALITIES: dict[str, Modality] = _discover()
 MODALITY_NAMES: tuple[str, ...] = tuple(MODALITIES)
+# every adaptor by name (`text` is declared by each token modality, alike)
+ADAPTORS: dict[str, Adaptor] = {a.name: a for m in MODALITIES.values() for a in m.adaptors}
 
-__all__ = ["MODALITIES", "MODALITY_NAMES", "Modality", "AttrSpec", "Preprocessor", "Adaptor", "Target",
-           "ENC", "DEC", "BOTH"]
+__all__ = ["MODALITIES", "MODALITY_NAMES", "Modality", "SlotAttr", "Preprocessor", "Adaptor", "Target",
+           "ENC", "DEC", "BOTH", "ADAPTORS"]

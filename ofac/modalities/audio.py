@@ -1,6 +1,6 @@
-from .spec import BOTH, COMMON_ATTRS, DEC, ENC, Adaptor, AttrSpec, Modality, Preprocessor, Target
+from .table import BOTH, COMMON_ATTRS, DEC, ENC, Adaptor, Modality, Preprocessor, SlotAttr, Target
 
-_SPEECH = Target(loss="tacotron2", generator="speech", postprocess="waveform",
+_SPEECH = Target(head="frames", loss="tacotron2", generator="speech", postprocess="waveform",
                  generate_defaults=(("max_len", 1500), ("eos_threshold", 0.5)))
 
 MODALITY = Modality(
@@ -8,8 +8,8 @@ MODALITY = Modality(
     doc="speech or sound: a waveform turned into 80-bin log-mel fbank frames",
     order=4,
     attrs=COMMON_ATTRS + (
-        AttrSpec("n_frames_per_step", "int", "pack k fbank frames into one step", lo=1),
-        AttrSpec("use_mask", "flag", "time/channel masking of the features (training only)", sides=ENC),
+        SlotAttr("n_frames_per_step", "int", "pack k fbank frames into one step", lo=1),
+        SlotAttr("use_mask", "flag", "time/channel masking of the features (training only)", sides=ENC),
     ),
     preprocessors=(
         Preprocessor("audio", "decode, mono, resample, log-mel fbank with utterance normalization",
@@ -19,8 +19,9 @@ MODALITY = Modality(
                      params=(("dim", 439),)),
     ),
     adaptors=(
-        Adaptor("audio_fbank", "strided convolution over fbank frames; a prenet on the decoder", BOTH, _SPEECH),
-        Adaptor("audio_tgt_fbank", "decoder-only fbank frames with prenet/postnet", DEC, _SPEECH),
+        Adaptor("audio_fbank", "strided convolution over fbank frames; a prenet on the decoder", BOTH, _SPEECH,
+                takes="frames"),
+        Adaptor("audio_tgt_fbank", "decoder-only fbank frames with prenet/postnet", DEC, _SPEECH, takes="frames"),
     ),
     default_adaptor={"encoder": "audio_fbank", "decoder": "audio_fbank"},
 )

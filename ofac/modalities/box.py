@@ -1,4 +1,4 @@
-from .spec import COMMON_ATTRS, TOKEN_ATTRS, Adaptor, Modality, Preprocessor
+from .table import COMMON_ATTRS, TOKEN_ATTRS, Adaptor, Modality, Preprocessor
 from .text import TEXT_TARGET
 
 MODALITY = Modality(

@@ -1,4 +1,4 @@
-from .spec import COMMON_ATTRS, DEC, ENC, Adaptor, AttrSpec, Modality, Preprocessor, Target
+from .table import COMMON_ATTRS, DEC, ENC, Adaptor, Modality, Preprocessor, SlotAttr, Target
 
 _RESIZE = (("size", 256), ("mean", (0.5, 0.5, 0.5)), ("std", (0.5, 0.5, 0.5)), ("interpolation", "bicubic"))
 _SETTINGS = (("size", "image_size"),)
@@ -8,26 +8,27 @@ MODALITY = Modality(
     doc="an image (path, bytes, base64 or array), resized and normalized",
     order=2,
     attrs=COMMON_ATTRS + (
-        AttrSpec("mask_ratio", "float", "zero a centred square covering this fraction of the side "
+        SlotAttr("mask_ratio", "float", "zero a centred square covering this fraction of the side "
                  "(image infilling input)", sides=ENC, lo=0.0, hi=1.0, hi_open=True),
-        AttrSpec("length", "int", "truncate the image-code sequence", lo=1, preprocess=("image_vqgan",)),
+        SlotAttr("length", "int", "truncate the image-code sequence", lo=1, preprocess=("image_vqgan",)),
     ),
     preprocessors=(
-        Preprocessor("image", "resize and normalize", params=_RESIZE + (("augment", False),), settings=_SETTINGS),
-        Preprocessor("imagenet", "resize, normalize, RandAugment at train time",
-                     params=_RESIZE + (("augment", True),), settings=_SETTINGS),
-        Preprocessor("imagepretrain", "random resize + centre crop + RandAugment at train time",
-                     params=_RESIZE + (("augment", True), ("random_resize", True)), settings=_SETTINGS),
+        Preprocessor("image", "resize to a square and normalize", params=_RESIZE, settings=_SETTINGS),
+        Preprocessor("imagenet", "train: random resized crop, flip, RandAugment, colour jitter, random erasing; "
+                     "evaluation: centre crop", params=_RESIZE, settings=_SETTINGS),
+        Preprocessor("imagepretrain", "train: random resize (shorter side S..1.5S), centre crop, RandAugment; "
+                     "evaluation: centre square", params=_RESIZE, settings=_SETTINGS),
         Preprocessor("image_vqgan", "image to discrete codes (image generation targets)",
                      params=(("size", 256), ("codes", 8192), ("factor", 8))),
     ),
     adaptors=(
-        Adaptor("image_patch", "convolutional patch embedding (ViT-style)", ENC),
-        Adaptor("image_resnet", "a small residual convolutional stem trained from scratch (stride patch_size)", ENC),
-        Adaptor("image_vit", "OFASys name, served by the patch embedding", ENC),
-        Adaptor("image_patch_embed", "OFASys name, served by the patch embedding", ENC),
+        Adaptor("image_patch", "convolutional patch embedding (ViT-style)", ENC, takes="pixels"),
+        Adaptor("image_resnet", "a small residual convolutional stem trained from scratch (stride patch_size)", ENC,
+                takes="pixels"),
+        Adaptor("image_vit", "OFASys name, served by the patch embedding", ENC, takes="pixels"),
+        Adaptor("image_patch_embed", "OFASys name, served by the patch embedding", ENC, takes="pixels"),
         Adaptor("image_vqgan", "image codes as tokens; generates images", DEC,
-                Target(loss="label_smoothed_ce", generator="sample", postprocess="image_codes",
+                Target(head="codes", loss="label_smoothed_ce", generator="sample", postprocess="image_codes",
                        generate_defaults=(("beam", 1), ("top_k", 256), ("temperature", 1.0)))),
     ),
     default_adaptor={"encoder": "image_patch"},

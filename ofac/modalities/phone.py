@@ -1,4 +1,4 @@
-from .spec import COMMON_ATTRS, ENC, TOKEN_ATTRS, Adaptor, AttrSpec, Modality, Preprocessor
+from .table import COMMON_ATTRS, ENC, TOKEN_ATTRS, Adaptor, Modality, Preprocessor, SlotAttr
 from .text import TEXT_TARGET
 
 MODALITY = Modality(
@@ -7,7 +7,7 @@ MODALITY = Modality(
     order=6,
     attrs=COMMON_ATTRS + tuple(a for a in TOKEN_ATTRS if a.name in ("max_length", "disable_auto_boseos",
                                                                      "no_loss")) + (
-        AttrSpec("mask_ratio", "float", "replace this fraction of phones by the mask symbol (training only)",
+        SlotAttr("mask_ratio", "float", "replace this fraction of phones by the mask symbol (training only)",
                  sides=ENC, lo=0.0, hi=1.0, hi_open=True),
     ),
     preprocessors=(Preprocessor("phone", "phone symbols to phone tokens"),),

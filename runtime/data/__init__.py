@@ -1,6 +1,7 @@
-"""The data path: sources (files and in-memory datasets), media decoding, per-task datasets
-and multi-task mixing.  Names are imported lazily: the executor imports data.media, and
-data.dataset imports the executor."""
+"""The data path: sources (files and in-memory datasets), each task's rows run through the IR
+executor, the run's vocabulary trained on them (`corpus`), multi-task mixing, batching
+(`collate`, `targets`) and the DataLoader with its shared-memory hand-off (`loader`, `buffers`).
+Names are imported lazily: `import ofac.runtime.data.sources` must not import torch."""
 from __future__ import annotations
 
 import importlib
@@ -8,8 +9,10 @@ import importlib
 _EXPORTS = {
     "FileSource": "sources", "MemorySource": "sources", "ParquetSource": "sources", "Source": "sources",
     "open_source": "sources", "shard": "sources",
-    "TaskData": "rows", "MultiTaskDataset": "dataset", "MixedBatch": "dataset", "Skipped": "rows", "SkipReport": "dataset",
-    "column_lengths": "dataset", "samples_of": "rows",
+    "TaskData": "rows", "MultiTaskDataset": "dataset", "MixedBatch": "dataset", "Skipped": "rows",
+    "SkipReport": "dataset",
+    "column_lengths": "dataset", "samples_of": "rows", "RunDefinition": "tasks", "TaskDefinition": "tasks",
+    "as_definition": "tasks", "task_data": "tasks",
     "Mixer": "mixing", "MixerSampler": "mixing", "MicroBatch": "mixing", "TaskPlan": "mixing",
 }
 __all__ = sorted(_EXPORTS)

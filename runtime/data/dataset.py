@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..collate import Batch, collate
-from ..execute import Sample
+from ..exec.sample import Sample
+from .collate import Batch, collate
 from .mixing import MicroBatch
 from .rows import Skipped, TaskData  # noqa: F401 (re-exported)
 

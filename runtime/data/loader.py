@@ -20,7 +20,8 @@ def build_loader(tasks: list[TaskData], plans: list[TaskPlan], *, policy: str = 
     sampler = MixerSampler(mixer, updates)
     loader = torch.utils.data.DataLoader(
         MultiTaskDataset(tasks, seed), sampler=sampler, batch_size=None,
-        num_workers=num_workers, pin_memory=not on_cpu, persistent_workers=False, prefetch_factor=4 if num_workers else None,
+        num_workers=num_workers, pin_memory=not on_cpu, persistent_workers=False,
+        prefetch_factor=4 if num_workers else None,
         worker_init_fn=_worker_init if num_workers else None,
         # its own generator: starting an iterator must not draw from the global torch RNG, or a
         # resumed run's dropout would diverge from the uninterrupted run's

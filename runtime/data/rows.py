@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError, NotSupportedYet
-from ..execute import Sample, TaskRunner
+from ..exec.run import TaskRunner
+from ..exec.sample import Sample
 from .sources import Source
 
 

@@ -80,7 +80,8 @@ class FileSource(Source):
         try:
             return next(csv.reader(io.StringIO(line), delimiter=delim))
         except (csv.Error, StopIteration) as err:
-            raise DataError("E0102", f"malformed {self.format.upper()} line: {err}", file=self.name, row=lineno) from None
+            raise DataError("E0102", f"malformed {self.format.upper()} line: {err}", file=self.name,
+                            row=lineno) from None
 
     def __len__(self) -> int:
         return len(self._offsets)

@@ -1,5 +1,6 @@
 """AUDIO: decode (soundfile), downmix, resample to the target rate (torchaudio), 80-bin
-Kaldi log-mel fbank with utterance mean/variance normalization; SpecAugment at train time."""
+Kaldi log-mel fbank with utterance mean/variance normalization; at train time SpecAugment, and
+with `use_mask` wav2vec 2.0-style time masking on top."""
 from __future__ import annotations
 
 import functools
@@ -8,8 +9,10 @@ import numpy as np
 import torch
 import torchaudio
 
-from ..data.media import embedded_features, load_audio
-from .base import Context, Features
+from .base import Context, Features, preprocessors
+from .media import embedded_features, load_audio
+
+REGISTRY = preprocessors()
 
 
 @functools.lru_cache(maxsize=16)
@@ -42,6 +45,22 @@ def spec_augment(feats: torch.Tensor, rng: np.random.Generator, freq_width: int 
     return feats
 
 
+def time_mask(feats: torch.Tensor, rng: np.random.Generator, prob: float = 0.065, span: int = 10) -> torch.Tensor:
+    """wav2vec 2.0's masking (`use_mask`): every frame starts a masked span of `span` frames with
+    probability `prob`; masked frames are zeroed (the normalized features' mean)."""
+    starts = np.flatnonzero(rng.random(feats.shape[0]) < prob)
+    if len(starts) == 0:
+        return feats
+    masked = np.zeros(feats.shape[0], dtype=bool)
+    for s in starts:
+        masked[s:s + span] = True
+    feats = feats.clone()
+    feats[torch.from_numpy(masked)] = 0
+    return feats
+
+
+@REGISTRY.register("audio", attrs=("sample_rate", "n_mels", "max_seconds", "n_frames_per_step", "use_mask"),
+                   required=("sample_rate", "n_mels"))
 def audio(value, attrs: dict, ctx: Context) -> Features:
     wav, rate = load_audio(value, ctx.base_dir)
     max_seconds = attrs.get("max_seconds")
@@ -50,6 +69,8 @@ def audio(value, attrs: dict, ctx: Context) -> Features:
     feats = fbank(wav, rate, attrs["sample_rate"], attrs["n_mels"])
     if ctx.training:
         feats = spec_augment(feats, ctx.rng)
+        if attrs.get("use_mask"):
+            feats = time_mask(feats, ctx.rng)
     k = attrs.get("n_frames_per_step") or 1
     if k > 1:  # pack k frames per step
         frames = feats.shape[0] // k * k
@@ -62,4 +83,6 @@ def audio_embed(value, attrs: dict, ctx: Context) -> Features:
     return Features(torch.from_numpy(embedded_features(value, attrs["dim"])))
 
 
-PREPROCESSORS = {"audio": audio, "audio_embed": audio_embed}
+REGISTRY.add("audio_embed", audio_embed, required=("dim",),
+             unsupported="pre-extracted features (preprocess=audio_embed) are 439 wide and the audio adaptor reads "
+                         "80-bin frames: their input projection is not built yet; give the audio itself")

@@ -1,8 +1,12 @@
-"""BOX: pixel boxes of the instruction's image -> `bins` quantized coordinates each, as bin
-tokens; and back.  The image preprocessor transforms the boxes with the image first."""
+"""BOX: a box in pixels of the instruction's image -> `bins` quantized coordinates each, as bin
+tokens; and back.  A box follows its image's preprocessing (the op's second argument): resized,
+cropped and mirrored with it (`Geometry`)."""
 from __future__ import annotations
 
-from .base import Context, Tokens
+from ..vocab.tokenizer import Reserved
+from .base import Context, Features, Geometry, Tokens, preprocessors
+
+REGISTRY = preprocessors()
 
 
 def parse_box(value) -> list[float]:
@@ -26,14 +30,13 @@ def quantize(box: list[float], size: int, bins: int) -> list[int]:
     return [min(bins - 1, max(0, int(round(c / size * (bins - 1))))) for c in box]
 
 
-def dequantize(bins_: list[int], size: int, bins: int, orig_size: tuple[int, int], flipped: bool = False):
-    """Bin indices -> a box in pixels of the original image (undoing resize and flip)."""
-    w, h = orig_size
-    x0, y0, x1, y1 = (b / (bins - 1) * size for b in bins_)
-    if flipped:
-        x0, x1 = size - x1, size - x0
-    return [x0 * w / size, y0 * h / size, x1 * w / size, y1 * h / size]
+def dequantize(bins_: list[int], bins: int, geometry: Geometry) -> list[float]:
+    """Bin indices -> a box in pixels of the original image (undoing its preprocessing)."""
+    return geometry.inverse([b / (bins - 1) * geometry.size for b in bins_])
 
 
-def box(transformed: list[float], attrs: dict, ctx: Context, size: int) -> Tokens:
-    return Tokens([ctx.vocab.bin(k) for k in quantize(transformed, size, attrs["bins"])])
+@REGISTRY.register("box", required=("bins",), reserves=lambda attrs: Reserved(bins=attrs["bins"]))
+def box(value, attrs: dict, ctx: Context, image: Features) -> Tokens:
+    geometry = image.meta["geometry"]
+    moved = geometry.forward(parse_box(value))
+    return Tokens([ctx.vocab.bin(k) for k in quantize(moved, geometry.size, attrs["bins"])])

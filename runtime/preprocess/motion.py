@@ -1,12 +1,8 @@
 """MOTION: reserved.  The compiler accepts MOTION slots; the runtime says so clearly."""
 from __future__ import annotations
 
-from ..errors import NotSupportedYet
+from .base import preprocessors
 
-
-def motion_6d(value, attrs, ctx):
-    raise NotSupportedYet("the MOTION modality (preprocess=motion_6d)",
-                          help="MOTION tasks compile and can be explained, but cannot be trained or run yet")
-
-
-PREPROCESSORS = {"motion_6d": motion_6d}
+REGISTRY = preprocessors()
+REGISTRY.add("motion_6d", None, unsupported="MOTION tasks compile and can be explained, but cannot be trained or "
+             "run yet")

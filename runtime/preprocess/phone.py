@@ -1,8 +1,10 @@
 """PHONE: space-separated phone symbols -> phone tokens; `mask_ratio` masks phones at train time."""
 from __future__ import annotations
 
-from ..tokenizer import MASK, UNK
-from .base import Context, Tokens
+from ..vocab.tokenizer import MASK, UNK
+from .base import Context, Tokens, preprocessors
+
+REGISTRY = preprocessors()
 
 
 def phones_of(value) -> list[str]:
@@ -13,6 +15,7 @@ def phones_of(value) -> list[str]:
     raise ValueError(f"phones are a space-separated string or a list; found {type(value).__name__}")
 
 
+@REGISTRY.register("phone", attrs=("max_length", "mask_ratio"), phones=phones_of)
 def phone(value, attrs: dict, ctx: Context) -> Tokens:
     ids = [ctx.vocab.phone_ids.get(p, UNK) for p in phones_of(value)]
     if attrs.get("max_length"):
@@ -23,5 +26,3 @@ def phone(value, attrs: dict, ctx: Context) -> Tokens:
         inputs = [MASK if f else t for t, f in zip(ids, flips)]
     return Tokens(ids, inputs)
 
-
-PREPROCESSORS = {"phone": phone}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from .base import Context, Tokens
+from .base import Context, Tokens, preprocessors
 from .text import clean
+
+REGISTRY = preprocessors()
 
 
 def _cell(value) -> str:
@@ -29,8 +31,9 @@ def linearize_table(value, row_sep: str = " | ", col_sep: str = " : ") -> str:
     raise ValueError(f"a table is a list of rows, a dict with header/rows, or text; found {type(value).__name__}")
 
 
-def linearize_database(value) -> str:
-    """`| db_id | table : col , col ( v1 , v2 ) | ...` (the serialization of OFASys' Spider task)."""
+def linearize_database(value, with_content: bool = True) -> str:
+    """`| db_id | table : col , col ( v1 , v2 ) | ...` (the serialization of OFASys' Spider task);
+    without content, the columns alone."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -41,7 +44,7 @@ def linearize_database(value) -> str:
     parts = [_cell(value.get("db_id", "database"))]
     for table, cols in value["tables"].items():
         if isinstance(cols, dict):
-            rendered = [f"{_cell(c)} ( {' , '.join(map(_cell, vals))} )" if vals else _cell(c)
+            rendered = [f"{_cell(c)} ( {' , '.join(map(_cell, vals))} )" if vals and with_content else _cell(c)
                         for c, vals in cols.items()]
         else:
             rendered = [_cell(c) for c in cols]
@@ -49,6 +52,8 @@ def linearize_database(value) -> str:
     return " | " + " | ".join(parts)
 
 
+@REGISTRY.register("table", attrs=("max_length", "uncased", "row_separator", "col_separator"),
+                   corpus=lambda value, attrs: [linearize_table(value).lower()])
 def table(value, attrs: dict, ctx: Context) -> Tokens:
     def render(cell_words):
         return linearize_table(_trim_cells(value, cell_words), attrs.get("row_separator", " | "),
@@ -56,8 +61,11 @@ def table(value, attrs: dict, ctx: Context) -> Tokens:
     return _tokens(render, attrs, ctx)
 
 
+@REGISTRY.register("database", attrs=("max_length", "uncased", "with_content"),
+                   corpus=lambda value, attrs: [linearize_database(value, attrs.get("with_content", True)).lower()])
 def database(value, attrs: dict, ctx: Context) -> Tokens:
-    return _tokens(lambda cell_words: linearize_database(_trim_cells(value, cell_words)), attrs, ctx)
+    content = attrs.get("with_content", True)
+    return _tokens(lambda cell_words: linearize_database(_trim_cells(value, cell_words), content), attrs, ctx)
 
 
 def _trim_cells(value, words: int | None):
@@ -95,5 +103,3 @@ def _tokens(render, attrs: dict, ctx: Context) -> Tokens:
         ids = ids[:limit]
     return Tokens(ids)
 
-
-PREPROCESSORS = {"table": table, "database": database}

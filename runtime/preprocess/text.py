@@ -6,9 +6,10 @@ import string
 
 import numpy as np
 
-from ..errors import NotSupportedYet
-from ..tokenizer import MASK
-from .base import Context, Tokens
+from ..vocab.tokenizer import MASK
+from .base import Context, Tokens, preprocessors
+
+REGISTRY = preprocessors()
 
 _PUNCT = str.maketrans("", "", string.punctuation)
 POISSON_LAMBDA = 3.0
@@ -30,7 +31,15 @@ def as_text(value, what: str = "text") -> str:
     raise ValueError(f"expected {what} (a string), found {type(value).__name__}")
 
 
+def _texts(value, attrs: dict) -> list[str]:
+    """What the run's tokenizer is trained on from a cell (a list: each element)."""
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+@REGISTRY.register("text", attrs=("text", "max_length", "uncased", "no_punctuation", "mask_ratio", "noise_ratio"),
+                   corpus=_texts)
 def text(value, attrs: dict, ctx: Context) -> Tokens:
+    """A cell's text, or with no argument the instruction's constant `text`."""
     raw = attrs.get("text") if value is None else as_text(value)
     ids = ctx.vocab.encode(clean(raw, attrs))
     if attrs.get("max_length"):
@@ -80,15 +89,6 @@ def add_noise(ids: list[int], ratio: float, ctx: Context) -> list[int]:
     return [int(ctx.rng.integers(low, high)) if f else t for t, f in zip(ids, flips)]
 
 
-def not_yet(name: str, why: str):
-    def run(value, attrs, ctx):
-        raise NotSupportedYet(f"preprocess={name}", help=why)
-    return run
-
-
-PREPROCESSORS = {
-    "text": text,
-    # ASR targets: the text part is BPE; the phoneme CTC targets come with the ASR loss.
-    "text_phone": text,
-    "category": not_yet("category", "use a closed_set TEXT target: [TEXT:label,closed_set]"),
-}
+REGISTRY.add("text_phone", text, unsupported="the encoder CTC loss over phonemes `text_phone` stands for is not built "
+             "yet; for plain BPE targets leave out preprocess=text_phone")
+REGISTRY.add("category", text, unsupported="use a closed_set TEXT target: [TEXT:label,closed_set]")

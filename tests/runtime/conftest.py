@@ -9,7 +9,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 torch = pytest.importorskip("torch")
 
 from ofac import compile_instruction  # noqa: E402
-from ofac.runtime.tokenizer import reserved_for, train_vocab  # noqa: E402
+from ofac.runtime.data.corpus import reserved_for  # noqa: E402
+from ofac.runtime.vocab.tokenizer import train_vocab  # noqa: E402
 
 CORPUS = ["a red circle above a blue square", "what does the image describe?", "which region does the text",
           "describe", "yes", "no", "the quick brown fox jumps over the lazy dog", "what is said?"] * 5

@@ -6,13 +6,12 @@ import json
 
 import pytest
 import torch
-
 from conftest import lower
-from ofac.runtime import buffers
-from ofac.runtime.data import TaskData, TaskPlan, open_source
+
+from ofac.runtime.data import TaskData, TaskPlan, buffers, open_source
+from ofac.runtime.data.collate import normalize
 from ofac.runtime.data.loader import build_loader
-from ofac.runtime.execute import TaskRunner
-from ofac.runtime.preprocess.image import normalize
+from ofac.runtime.exec.run import TaskRunner
 
 pytestmark = pytest.mark.skipif(not buffers.ENABLED, reason="buffer reuse is Linux-only (plain allocation elsewhere)")
 

@@ -5,12 +5,12 @@ import json
 
 import pytest
 import torch
-
 from conftest import lower
 from media import write_image
+
 from ofac.runtime.data import TaskData, TaskPlan, open_source
 from ofac.runtime.data.loader import build_loader
-from ofac.runtime.execute import TaskRunner
+from ofac.runtime.exec.run import TaskRunner
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -32,10 +32,11 @@ def test_device_normalization_equals_cpu(tmp_path, vocab):
 
 def test_training_on_cuda_with_bf16_autocast_learns(tmp_path):
     from test_trainer import make_task_file
-    from ofac.runtime.trainer import Trainer
+
+    from ofac.runtime.train.recipe import TrainingRun
 
     compiled = make_task_file(tmp_path, steps=30)
-    result = Trainer(compiled, tmp_path, device="cuda").fit()  # auto precision: bf16 on CUDA
+    result = TrainingRun(compiled, tmp_path, device="cuda").fit()  # auto precision: bf16 on CUDA
     losses = [r["loss"] for r in result.history if "lr" in r]
     assert losses[-1] < 0.5 * losses[0]
 
@@ -43,12 +44,13 @@ def test_training_on_cuda_with_bf16_autocast_learns(tmp_path):
 def test_generation_on_cuda_matches_cpu(vocab):
     import numpy as np
 
-    from ofac.runtime.collate import collate
-    from ofac.runtime.generate import GenerateConfig, generate
-    from ofac.runtime.model import GeneralistModel, ModelConfig
+    from ofac.runtime.data.collate import collate
+    from ofac.runtime.generate.eager import GenerateConfig, generate
+    from ofac.runtime.model.config import ModelConfig
+    from ofac.runtime.model.network import EncoderDecoder
 
     torch.manual_seed(0)
-    model = GeneralistModel(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
+    model = EncoderDecoder(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
                                         decoder_layers=2, heads=2, dropout=0.0)).eval()
     runner = TaskRunner(lower("[TEXT:s] -> [TEXT:t]"), vocab, "test")
     batch = collate([runner({"s": s}, np.random.default_rng(0)) for s in ("the quick brown fox", "a red circle")])

@@ -6,16 +6,17 @@ import shutil
 import subprocess
 import sys
 
+from helpers import ROOT
 from typer.testing import CliRunner
 
-from helpers import ROOT
 from ofac.cli import app
 
 runner = CliRunner()
 
 
 def _examples(tmp_path):
-    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("images", "audio", "video", "zoo"))
+    shutil.copytree(ROOT / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns("images", "audio", "video", "zoo"))
     proc = subprocess.run([sys.executable, str(tmp_path / "examples" / "make_media.py"), "--out",
                            str(tmp_path / "examples" / "data")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -63,9 +64,9 @@ def test_the_readme_python_examples_run(tmp_path, monkeypatch):
                           capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     from ofac import load
-    from ofac.runtime.trainer import Trainer
+    from ofac.runtime.train.recipe import TrainingRun
 
-    Trainer(load(ex / "demo.ofa"), ex, steps=2).fit()
+    TrainingRun(load(ex / "demo.ofa"), ex, steps=2).fit()
     scopes = []
     for code in blocks:
         code = code.replace("num_workers=2", "num_workers=0").replace("steps=20", "steps=2")

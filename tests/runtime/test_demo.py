@@ -8,13 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from ofac import load
-from ofac.runtime.model import GeneralistModel, ModelConfig
-from ofac.runtime.preview import task_data
-from ofac.runtime.tokenizer import Vocab
-from ofac.runtime.trainer import Trainer
+from ofac.runtime.data.tasks import task_data
+from ofac.runtime.model.config import ModelConfig
+from ofac.runtime.model.network import EncoderDecoder
+from ofac.runtime.train.recipe import TrainingRun
+from ofac.runtime.vocab.tokenizer import Vocab
+
+pytestmark = pytest.mark.slow  # trains or exports for real: `pytest -m "not slow"` skips it
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO_STEPS = 250
@@ -36,22 +40,28 @@ def trained_and_untrained(ex: Path, task_file: str, run: Path, steps: int) -> tu
     """Train `task_file` for `steps` (into `run`, the file's `out`); -> the last validation's
     scores per task, and the same scores of the untrained model (same seed and vocabulary)."""
     compiled = load(ex / task_file)
-    result = Trainer(compiled, ex, steps=steps).fit()
+    result = TrainingRun(compiled, ex, steps=steps).fit()
     trained = [r for r in result.history if "valid" in r][-1]["valid"]
     vocab = Vocab.load(run / "tokenizer.json")
     torch.manual_seed(1)
-    untrained = GeneralistModel(ModelConfig.from_dict(json.loads((run / "config.json").read_text())["model"]))
-    judge = Trainer(compiled, ex, out=run.parent / "unused")
-    before = judge.validate(untrained, task_data(compiled, ex, "valid", vocab),
-                            train=task_data(compiled, ex, "train", vocab))
+    untrained = EncoderDecoder(ModelConfig.from_dict(json.loads((run / "config.json").read_text())["model"]))
+    judge = TrainingRun(compiled, ex, out=run.parent / "unused")
+    before = judge.validation(untrained, task_data(compiled, "valid", vocab), task_data(compiled, "train", vocab))
     return trained, before
+
+
+def loss_fell(ex: Path, task_file: str, task: str, trained: float, before: float, nats: float) -> bool:
+    """The loss fell by `nats`; for a closed-set task, whose loss is over its answers' tokens (as
+    OFASys trains it) and starts near log(answers), to under half."""
+    constrained = load(ex / task_file).task(task).programs[0].only("loss").get("constrained")
+    return trained < 0.5 * before if constrained else trained < before - nats
 
 
 def test_the_demo_learns_every_task(tmp_path):
     ex = generated_examples(tmp_path, ("demo.ofa",), "--scenes", "160", "--valid", "24")
     trained, before = trained_and_untrained(ex, "demo.ofa", tmp_path / "runs" / "demo", steps=200)
     for task in ("caption", "vqa", "grounding", "sql"):
-        assert trained[task]["loss"] < before[task]["loss"] - 1.0, task
+        assert loss_fell(ex, "demo.ofa", task, trained[task]["loss"], before[task]["loss"], 1.0), task
         # grounding guesses one of 64 bins per coordinate: 0.1 is six times chance
         margin = 0.1 if task == "grounding" else 0.3
         assert trained[task]["token_accuracy"] > before[task]["token_accuracy"] + margin, task
@@ -71,7 +81,7 @@ def test_the_zoo_learns_every_task(tmp_path):
     trained, before = trained_and_untrained(ex, "multitask.ofa", tmp_path / "runs" / "zoo", steps=ZOO_STEPS)
     assert set(trained) == set(ZOO_TASKS)
     for task in ZOO_TASKS:
-        assert trained[task]["loss"] < before[task]["loss"] - 2.0, task
+        assert loss_fell(ex, "multitask.ofa", task, trained[task]["loss"], before[task]["loss"], 2.0), task
         # box targets are mostly bins, one of 64 per coordinate: 0.1 is six times chance
         margin = 0.1 if task in ("grounding", "detection") else 0.2
         assert trained[task]["token_accuracy"] > before[task]["token_accuracy"] + margin, task

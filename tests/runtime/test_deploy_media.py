@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 import torchaudio
-
 from conftest import lower
 from media import write_image, write_video
-from ofac.runtime.collate import collate
-from ofac.runtime.deploy import engine
-from ofac.runtime.deploy.media import resample
+
+from ofac.runtime.data.collate import collate
 from ofac.runtime.errors import NotSupportedYet
-from ofac.runtime.execute import TaskRunner
+from ofac.runtime.exec.run import TaskRunner
+from ofac.runtime.preprocess.numpy_media import resample
+from ofac.runtime.serve import onnx as engine
 
 
 def both(instruction, row, vocab, tmp_path):

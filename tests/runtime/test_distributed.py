@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from test_trainer import make_task_file
+
+pytestmark = pytest.mark.slow  # trains or exports for real: `pytest -m "not slow"` skips it
 
 
 def ofac_run(*args, cwd):
@@ -37,7 +38,8 @@ def single(tmp_path_factory):
     def run(loss_mean: str) -> Path:
         if loss_mean not in runs:
             root = tmp_path_factory.mktemp(f"single_{loss_mean}")
-            make_task_file(root, steps=6, micro_batch_size=8, dropout="0.0", extra_train=f"loss_mean = {loss_mean}  precision = fp32")
+            make_task_file(root, steps=6, micro_batch_size=8, dropout="0.0",
+                           extra_train=f"loss_mean = {loss_mean}  precision = fp32")
             done = ofac_run("t.ofa", cwd=root)
             assert done.returncode == 0, done.stderr
             runs[loss_mean] = root / "run"
@@ -51,7 +53,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, single, pa
     # fp32: bf16 autocast, which `precision = auto` picks on AVX512-BF16 CPUs, rounds differently
     # per micro-batch shape); the per-task token counts of `loss_mean = tasks` are summed over both ranks
     one_process = single(loss_mean)
-    make_task_file(tmp_path, steps=6, micro_batch_size=4, dropout="0.0", extra_train=f"loss_mean = {loss_mean}  precision = fp32")
+    make_task_file(tmp_path, steps=6, micro_batch_size=4, dropout="0.0",
+                   extra_train=f"loss_mean = {loss_mean}  precision = fp32")
     done = ofac_run("t.ofa", "--nproc", 2, "--parallel", parallel, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("finished step 6") == 1  # rank 0 speaks for the run

@@ -6,19 +6,20 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from ofac.runtime.collate import collate
-from ofac.runtime.export import ExportError, export
-from ofac.runtime.inference import OFASys
-from ofac.runtime.trainer import Trainer
 from test_trainer import make_task_file
 
+from ofac.runtime.data.collate import collate
+from ofac.runtime.serve.answer import OFASys
+from ofac.runtime.serve.export import ExportError, export
+from ofac.runtime.train.recipe import TrainingRun
+
+pytestmark = pytest.mark.slow  # trains or exports for real: `pytest -m "not slow"` skips it
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     # the image task reads through the convolutional stem (GroupNorm and all) into the graph
-    Trainer(make_task_file(root, steps=40, image_attrs=",adaptor=image_resnet"), root).fit()
+    TrainingRun(make_task_file(root, steps=40, image_attrs=",adaptor=image_resnet"), root).fit()
     export(root / "run", root / "onnx")
     return root
 
@@ -44,8 +45,8 @@ def _batches(system, task, data, media_rows, n=2):
     """The torch collate of the first rows, and the numpy collate of the same rows preprocessed
     by the numpy media preprocessors."""
     from ofac.runtime.data.sources import open_source
-    from ofac.runtime.deploy import engine
-    from ofac.runtime.execute import TaskRunner
+    from ofac.runtime.exec.run import TaskRunner
+    from ofac.runtime.serve import onnx as engine
 
     source = open_source(media_rows, base_dir=data)
     out = []
@@ -56,27 +57,29 @@ def _batches(system, task, data, media_rows, n=2):
 
 
 def test_encoder_and_step_logits_match_pytorch(exported):
-    from ofac.runtime.deploy import engine, load
+    from ofac.runtime.serve import onnx as engine
+    from ofac.runtime.serve.deployed import load
 
     torch_sys, onnx_sys = OFASys.from_pretrained(exported / "run"), load(exported / "onnx")
     batch, _ = _batches(torch_sys, "caption", exported, rows(exported, "cap"))
     same = engine.ArrayBatch(batch.tasks, {k: v.numpy() for k, v in batch.inputs.items()},
                              {k: v.numpy() for k, v in batch.lengths.items()}, batch.layout,
-                             batch.decoder_input.numpy(), batch.prefix.numpy(), batch.meta)
+                             batch.head, batch.decoder.map(lambda t: t.numpy()), batch.meta)
     with torch.no_grad():
-        mem_t, mask_t = torch_sys.model.encode(batch)
-        mem_o, mask_o = onnx_sys.model.encode(same)
+        mem_t, mask_t = torch_sys.backend.model.encode(batch)
+        mem_o, mask_o = onnx_sys.backend.model.encode(same)
         np.testing.assert_allclose(mem_o, mem_t.numpy(), atol=1e-4, rtol=1e-4)
         assert (mask_o == mask_t.numpy()).all()
-        cross_t, cross_o = torch_sys.model.cross_cache(mem_t), onnx_sys.model.cross_cache(mem_o)
+        cross_t, cross_o = torch_sys.backend.model.cross_cache(mem_t), onnx_sys.backend.model.cross_cache(mem_o)
         additive = torch.zeros(mask_t.shape).masked_fill(~mask_t, float("-inf"))
         tokens = torch.tensor([[0, 10, 20, 30], [0, 11, 12, 13]])
-        lt, past_t = torch_sys.model.decode_step(tokens[:, :2], 0, None, cross_t, additive, last=True)
-        lo, past_o = onnx_sys.model.decode_step(tokens[:, :2].numpy(), 0, None, cross_o, additive.numpy())
+        lt, past_t = torch_sys.backend.model.decode_step(tokens[:, :2], 0, None, cross_t, additive, last=True)
+        lo, past_o = onnx_sys.backend.model.decode_step(tokens[:, :2].numpy(), 0, None, cross_o, additive.numpy())
         np.testing.assert_allclose(lo, lt.numpy(), atol=1e-4, rtol=1e-4)
         for t in (2, 3):  # steps over the cache
-            lt, past_t = torch_sys.model.decode_step(tokens[:, t:t + 1], t, past_t, cross_t, additive, last=True)
-            lo, past_o = onnx_sys.model.decode_step(tokens[:, t:t + 1].numpy(), t, past_o, cross_o, additive.numpy())
+            step = tokens[:, t:t + 1]
+            lt, past_t = torch_sys.backend.model.decode_step(step, t, past_t, cross_t, additive, last=True)
+            lo, past_o = onnx_sys.backend.model.decode_step(step.numpy(), t, past_o, cross_o, additive.numpy())
             np.testing.assert_allclose(lo, lt.numpy(), atol=1e-4, rtol=1e-4)
 
 
@@ -84,11 +87,12 @@ def test_numpy_preprocessing_matches_the_torch_data_path(exported):
     torch_sys = OFASys.from_pretrained(exported / "run")
     for task, name in (("caption", "cap"), ("middle", "txt")):
         t, n = _batches(torch_sys, task, exported, rows(exported, name), n=4)
-        assert t.layout == n.layout and (n.decoder_input == t.decoder_input.numpy()).all()
-        assert (n.prefix == t.prefix.numpy()).all()
+        assert t.layout == n.layout and (n.decoder.inputs == t.decoder.inputs.numpy()).all()
+        assert (n.decoder.prefix == t.decoder.prefix.numpy()).all()
         for adaptor, x in t.inputs.items():
             if x.dtype == torch.long:  # tokens: identical
-                assert (n.inputs[adaptor] == x.numpy()).all() and (n.lengths[adaptor] == t.lengths[adaptor].numpy()).all()
+                assert (n.inputs[adaptor] == x.numpy()).all()
+                assert (n.lengths[adaptor] == t.lengths[adaptor].numpy()).all()
             else:  # pixels: Pillow and torchvision round a resize differently, by one level at most
                 step = 1 / 255 / 0.5  # one uint8 level, normalized with std 0.5
                 diff = np.abs(n.inputs[adaptor] - x.numpy())
@@ -141,8 +145,8 @@ def test_attention_is_one_node_and_an_older_runtime_says_it_cannot_run_it(export
     import onnx
     import onnxruntime
 
-    from ofac.runtime.deploy import load
-    from ofac.runtime.files import CheckpointError
+    from ofac.runtime.serve.deployed import load
+    from ofac.runtime.store.files import CheckpointError
 
     manifest = json.loads((exported / "onnx" / "manifest.json").read_text())
     assert manifest["opset"] == 23
@@ -191,7 +195,7 @@ out = {task: [[o.text, o.score, [h.text for h in o.n_best]] for o in model.infer
                                                                                       beam_size=beam)]
        for task, r in rows.items()}
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "torchaudio"))
-print(json.dumps({"answers": out, "torch_modules": loaded, "type": type(model).__name__}))
+print(json.dumps({"answers": out, "torch_modules": loaded, "backend": type(model.backend).__name__}))
 """
 
 
@@ -206,7 +210,7 @@ def test_the_export_answers_in_a_process_without_torch(exported, beam):
                            str(beam)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
-    assert got["torch_modules"] == [] and got["type"] == "Deployed"
+    assert got["torch_modules"] == [] and got["backend"] == "OnnxBackend"
     torch_sys = OFASys.from_pretrained(exported / "run")
     for task, r in data.items():
         expected = torch_sys.inference(task, r, base_dir=exported, beam_size=beam)

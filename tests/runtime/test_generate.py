@@ -8,18 +8,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
 from conftest import lower
-from ofac.runtime.collate import collate
-from ofac.runtime.execute import TaskRunner
-from ofac.runtime.generate import GenerateConfig, Trie, generate, greedy
-from ofac.runtime.model import GeneralistModel, ModelConfig
-from ofac.runtime.tokenizer import BOS, EOS, PAD
+
+from ofac.runtime.data.collate import collate
+from ofac.runtime.data.targets import TokenBatch
+from ofac.runtime.exec.run import TaskRunner
+from ofac.runtime.generate.eager import GenerateConfig, Trie, generate, greedy
+from ofac.runtime.model.config import ModelConfig
+from ofac.runtime.model.network import EncoderDecoder
+from ofac.runtime.vocab.tokenizer import BOS, EOS, PAD
 
 
 def small_model(vocab, seed=0):
     torch.manual_seed(seed)
-    return GeneralistModel(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
+    return EncoderDecoder(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
                                        decoder_layers=2, heads=2, dropout=0.0)).eval()
 
 
@@ -38,7 +40,7 @@ def test_the_cache_gives_the_logits_of_the_full_decoder(vocab):
     memory, mask = model.encode(batch)
     tokens = torch.randint(4, len(vocab), (3, 7))
     tokens[:, 0] = BOS
-    full = model.decode(tokens, memory, mask)
+    full = model.decode("tokens", tokens, memory, mask)
     cross = model.cross_cache(memory)
     logits, past = model.decode_step(tokens[:, :3], 0, None, cross, mask)  # a prefix at once, then steps
     steps = [logits]
@@ -53,7 +55,7 @@ def test_attending_to_the_memory_gives_the_keys_values_logits():
     projections moved to the query and the result): the logits of the keys/values form, for
     padded sources and K consecutive rows per source."""
     torch.manual_seed(0)
-    model = GeneralistModel(ModelConfig(vocab_size=300, d_model=64, ffn_dim=128, encoder_layers=1,
+    model = EncoderDecoder(ModelConfig(vocab_size=300, d_model=64, ffn_dim=128, encoder_layers=1,
                                         decoder_layers=2, heads=4, dropout=0.0)).eval()
     B, K, S = 3, 2, 7
     memory = torch.randn(B, S, 64)
@@ -71,10 +73,10 @@ def test_attending_to_the_memory_gives_the_keys_values_logits():
 def test_prepacked_weights_give_the_plain_logits(monkeypatch):
     """On the CPU the pack may hold weights in oneDNN's layout (GELU fused into the FFN's first
     matmul): step by step through the KV caches, the logits of the unpacked model."""
-    from ofac.runtime.model import Prepacked, _can_prepack
+    from ofac.runtime.model.layout import Prepacked, _can_prepack
 
     torch.manual_seed(0)
-    model = GeneralistModel(ModelConfig(vocab_size=600, d_model=256, ffn_dim=1024, encoder_layers=1,
+    model = EncoderDecoder(ModelConfig(vocab_size=600, d_model=256, ffn_dim=1024, encoder_layers=1,
                                         decoder_layers=2, heads=4, dropout=0.0)).eval()
     if not _can_prepack(model.embed.weight):
         pytest.skip("no oneDNN in this torch build")
@@ -85,7 +87,7 @@ def test_prepacked_weights_give_the_plain_logits(monkeypatch):
     memory, mask = torch.randn(2, 5, 256), torch.zeros(2, 1, 1, 5)
     tokens = torch.randint(4, 600, (2, 6))
     with torch.no_grad():
-        want = model.decode(tokens, memory, mask)
+        want = model.decode("tokens", tokens, memory, mask)
         steps, past = [], None
         for t in range(6):
             logits, past = model.decode_step(tokens[:, t:t + 1], t, past, memory, mask, pack=pack, capacity=8)
@@ -108,10 +110,10 @@ def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch, tmp
     takes the one measured faster, prepacked only when at least 10% so; each shape and row
     count (a power of two) is measured once per machine, later processes read the cache file;
     OFAC_PREPACK=never|always skips the measuring."""
-    from ofac.runtime import model as model_module
-    from ofac.runtime.model import Prepacked, _can_prepack
+    from ofac.runtime.model import layout as model_module
+    from ofac.runtime.model.layout import Prepacked, _can_prepack
 
-    m = GeneralistModel(ModelConfig(vocab_size=600, d_model=64, ffn_dim=256, encoder_layers=1,
+    m = EncoderDecoder(ModelConfig(vocab_size=600, d_model=64, ffn_dim=256, encoder_layers=1,
                                     decoder_layers=1, heads=4, dropout=0.0)).eval()
     if not _can_prepack(m.embed.weight):
         pytest.skip("no oneDNN in this torch build")
@@ -156,7 +158,7 @@ def test_the_pack_takes_the_layout_measured_faster_for_its_rows(monkeypatch, tmp
 
 
 def test_the_memory_form_is_taken_where_it_reads_less():
-    model = GeneralistModel(ModelConfig(vocab_size=300, dropout=0.0, d_model=256, ffn_dim=1024, encoder_layers=1,
+    model = EncoderDecoder(ModelConfig(vocab_size=300, dropout=0.0, d_model=256, ffn_dim=1024, encoder_layers=1,
                                         decoder_layers=4, heads=4)).eval()
     assert model.generation_traits(torch.zeros(16, 64, 256), 33).cross_from_memory  # 16 sources of 64
     assert not model.generation_traits(torch.zeros(1, 64, 256), 33).cross_from_memory  # one short source
@@ -167,10 +169,10 @@ def reference_greedy(model, batch, max_len):
     memory, mask = model.encode(batch)
     out = []
     for i in range(len(batch)):
-        seq = [BOS] + batch.decoder_input[i, 1:1 + int(batch.prefix[i])].tolist()
+        seq = [BOS] + batch.decoder.inputs[i, 1:1 + int(batch.decoder.prefix[i])].tolist()
         gen = []
         for _ in range(max_len + 1):
-            logits = model.decode(torch.tensor([seq]), memory[i:i + 1], mask[i:i + 1])[0, -1]
+            logits = model.decode("tokens", torch.tensor([seq]), memory[i:i + 1], mask[i:i + 1])[0, -1]
             logits[[PAD, BOS]] = -math.inf
             if not gen:
                 logits[EOS] = -math.inf  # min_len 1
@@ -217,14 +219,15 @@ class KnownLogits(torch.nn.Module):
             for t, prev in enumerate(tokens[r].tolist()):
                 for nxt, p in self.table.get(prev, {EOS: 1.0}).items():
                     logits[r, t, nxt] = math.log(p)
-        return logits, [(torch.zeros(tokens.shape[0], 1, 1, 1),) * 2]
+        return logits[:, -1] if last else logits, [(torch.zeros(tokens.shape[0], 1, 1, 1),) * 2]
 
 
 class OneSource:
+    """A batch of one source with an empty forced prefix."""
+
     def __len__(self):
         return 1
-    prefix = torch.tensor([0])
-    decoder_input = torch.tensor([[BOS]])
+    decoder = TokenBatch(torch.tensor([[BOS]]), None, None, torch.tensor([0]))
 
 
 def test_beam_search_finds_the_best_sequence_greedy_misses():
@@ -301,7 +304,7 @@ class AsNumpy:
 
 
 def numpy_generate(model, batch, cfg):
-    from ofac.runtime.search import NumpyArrays, search
+    from ofac.runtime.generate.search import NumpyArrays, search
 
     with torch.no_grad():
         return search(AsNumpy(model), batch, cfg, NumpyArrays(cfg.seed))
@@ -325,8 +328,8 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(vocab, run):
 def test_the_numpy_search_answers_what_the_torch_search_does(vocab, instruction, cross, monkeypatch):
     # the numpy side runs the exported graphs' form (keys/values per row); the torch side each
     # of the eager model's cross-attention forms, whatever the batch size would pick
-    traits = GeneralistModel.generation_traits
-    monkeypatch.setattr(GeneralistModel, "generation_traits", lambda self, memory, capacity, rows=None: replace(
+    traits = EncoderDecoder.generation_traits
+    monkeypatch.setattr(EncoderDecoder, "generation_traits", lambda self, memory, capacity, rows=None: replace(
         traits(self, memory, capacity, rows), cross_from_memory=cross == "memory"))
     answers = [vocab.encode(a) for a in ("yes", "no", "the quick brown fox", "a red circle above a blue square")]
     rows = [{**r, "p": "a longer forced prefix" if i == 1 else "x"} for i, r in enumerate(SOURCES)]

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import lower
-from ofac.runtime import metrics
-from ofac.runtime.collate import collate
-from ofac.runtime.execute import TaskRunner
-from ofac.runtime.generate import Trie, greedy
-from ofac.runtime.model import GeneralistModel, ModelConfig
-from ofac.runtime.tokenizer import EOS
+
+from ofac.runtime.data.collate import collate
+from ofac.runtime.evaluate import metrics
+from ofac.runtime.exec.run import TaskRunner
+from ofac.runtime.generate.eager import Trie, greedy
+from ofac.runtime.model.config import ModelConfig
+from ofac.runtime.model.network import EncoderDecoder
+from ofac.runtime.vocab.tokenizer import EOS
 
 
 def test_trie_allows_only_continuations():
@@ -24,7 +26,7 @@ def test_trie_allows_only_continuations():
 
 def test_greedy_keeps_the_prefix_respects_the_trie_and_lengths(vocab):
     torch.manual_seed(0)
-    model = GeneralistModel(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
+    model = EncoderDecoder(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
                                         decoder_layers=1, heads=2, dropout=0.0)).eval()
     runner = TaskRunner(lower('is " [TEXT:s] " ok? -> answer: [TEXT:a,closed_set]'), vocab, "valid")
     rng = np.random.default_rng(0)
@@ -47,6 +49,16 @@ def test_metrics():
     refs = ["a red circle above a square", "two green triangles", "a yellow square on the left"]
     good, bad = metrics.cider(refs, refs), metrics.cider(["a dog", "a dog", "a dog"], refs)
     assert good > 1.0 and bad < 0.05 * good
+
+
+def test_cider_d_against_hand_computed_values():
+    """Two references, idf over them: "a" weighs 0, "cat" and "dog" log 2.  "a cat" for "a cat"
+    matches on 1- and 2-grams (cosine 1 each, 3- and 4-grams empty); for "a dog" nothing. With
+    "a dog dog" for "a dog": 1-grams cosine 1/2 (the clipped count), 2-grams 1/sqrt(2), and the
+    length penalty exp(-1/72)."""
+    assert metrics.cider(["a cat", "a cat"], ["a cat", "a dog"]) == pytest.approx(10 * (0.25 + 0.25) / 2)
+    second = (0.5 + 2 ** -0.5) * math.exp(-1 / 72) / 4
+    assert metrics.cider(["a cat", "a dog dog"], ["a cat", "a dog"]) == pytest.approx(10 * (0.5 + second) / 2)
 
 
 def test_rouge_l():
@@ -105,16 +117,16 @@ def test_runaway_query_is_abandoned():
 
 
 def test_box_text_postprocess_reads_objects_back():
-    from ofac.runtime.postprocess import objects
-    from ofac.runtime.tokenizer import train_vocab, Reserved
-    from ofac import ir
+    from ofac.runtime.evaluate.postprocess import box_text
+    from ofac.runtime.preprocess.base import Geometry
+    from ofac.runtime.vocab.tokenizer import Reserved, train_vocab
 
     vocab = train_vocab(["a cat and a dog"] * 20, vocab_size=300, reserved=Reserved(bins=100))
-    post = ir.Op(0, "postprocess.box_text", (), (("bins", 100), ("image", "img")))
-    meta = {"images": {"img": {"size": 99, "orig_size": (198, 99), "flipped": False}}}
+    attrs = {"bins": 100, "image": "img"}
+    meta = {"images": {"img": Geometry.whole(198, 99, 99)}}
     b = vocab.bin
     tokens = [b(0), b(0), b(49), b(99)] + vocab.encode("cat") + [b(10), b(20)] + [b(50), b(50), b(99), b(99)] + \
         vocab.encode("dog")
-    found = objects(tokens, vocab, post, meta)
+    found = box_text(tokens, vocab, attrs, meta)
     assert [label for _, label in found] == ["cat", "dog"]  # the two stray bins before a box are dropped
     assert found[0][0] == pytest.approx([0, 0, 98, 99])  # back in the original image's pixels

@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
+from media import write_image
 from PIL import Image
+from test_trainer import make_task_file
 
 import ofac
-from media import write_image
 from ofac.runtime.errors import DataError
-from ofac.runtime.inference import InferenceError, OFASys, Output, evaluate_run
-from ofac.runtime.trainer import Trainer
-from test_trainer import make_task_file
+from ofac.runtime.serve.answer import InferenceError, OFASys, Output
+from ofac.runtime.serve.evaluation import evaluate_run
+from ofac.runtime.train.recipe import TrainingRun
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("infer")
     compiled = make_task_file(root, steps=60)
-    Trainer(compiled, root).fit()
+    TrainingRun(compiled, root).fit()
     return root
 
 
@@ -117,7 +118,7 @@ model { d_model = 32  ffn_dim = 64  encoder_layers = 1  decoder_layers = 1  head
         patch_size = 8  vocab_size = 300  box_bins = 64 }
 train { steps = 3  out = run }
 """)
-    Trainer(ofac.load(tmp_path / "t.ofa"), tmp_path).fit()
+    TrainingRun(ofac.load(tmp_path / "t.ofa"), tmp_path).fit()
     out = OFASys.from_pretrained(tmp_path / "run").inference("ground", {"img": "img/0.png", "text": "the square"},
                                                              base_dir=tmp_path)
     assert len(out.boxes) == 1 and len(out.boxes[0]) == 4

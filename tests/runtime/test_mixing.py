@@ -5,13 +5,13 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import lower
-from ofac.runtime.collate import collate
+
 from ofac.runtime.data import MultiTaskDataset, TaskData, TaskPlan, open_source
+from ofac.runtime.data.collate import collate
 from ofac.runtime.data.loader import build_loader
 from ofac.runtime.data.mixing import Mixer
-from ofac.runtime.execute import TaskRunner
+from ofac.runtime.exec.run import TaskRunner
 
 
 def plans(sizes=(10, 7, 23), batch=(2, 3, 4), freq=(1, 2, 1), weights=(1.0, 3.0, 1.0)):
@@ -97,7 +97,7 @@ def test_two_workers_give_the_same_batches_as_none(tmp_path, vocab):
 
     def run(workers):
         loader, _ = build_loader([data], [TaskPlan("sum", 20, 4)], num_workers=workers, updates=6, seed=9)
-        return [(b.update, b.batch.decoder_input.tolist(), b.batch.inputs["text"].tolist()) for b in loader]
+        return [(b.update, b.batch.decoder.inputs.tolist(), b.batch.inputs["text"].tolist()) for b in loader]
 
     assert run(0) == run(2)
 
@@ -126,7 +126,7 @@ def test_image_batches_from_workers_match_the_main_process(tmp_path, vocab):
         assert b.inputs["image_patch"].dtype == torch.uint8 and b.norms  # not normalized in the worker
         a, b = a.to("cpu"), b.to("cpu")
         assert torch.equal(a.inputs["image_patch"], b.inputs["image_patch"])
-        assert torch.equal(a.decoder_input, b.decoder_input) and torch.equal(a.loss_mask, b.loss_mask)
+        assert torch.equal(a.decoder.inputs, b.decoder.inputs) and torch.equal(a.decoder.loss_mask, b.decoder.loss_mask)
         assert a.lengths.keys() == b.lengths.keys() and a.meta == b.meta
 
 
@@ -141,7 +141,8 @@ def test_a_batch_pickles_small_tensors_by_value(tmp_path, vocab):
     runner = TaskRunner(lower("[IMAGE:img] describe -> [TEXT:t]", "cap"), vocab, "valid")
     batch = collate([runner({"img": "a.png", "t": "a red box"}, rng, tmp_path)])
     back = pickle.loads(pickle.dumps(batch))
-    assert torch.equal(back.decoder_input, batch.decoder_input) and torch.equal(back.prefix, batch.prefix)
+    assert torch.equal(back.decoder.inputs, batch.decoder.inputs)
+    assert torch.equal(back.decoder.prefix, batch.decoder.prefix)
     assert torch.equal(back.inputs["image_patch"], batch.inputs["image_patch"])
     assert all(torch.equal(x, y) for x, y in zip(back.norms["image_patch"], batch.norms["image_patch"]))
     assert back.tasks == batch.tasks and back.layout == batch.layout and back.meta == batch.meta
@@ -175,10 +176,11 @@ def test_collate_mixes_tasks(tmp_path, vocab):
     b = collate(samples)
     assert b.tasks == ["cap", "sum", "cap"] and b.inputs["image_patch"].shape == (2, 3, 256, 256)
     assert b.layout == [[("image_patch", 0), ("text", 0)], [("text", 1)], [("image_patch", 1), ("text", 2)]]
-    assert b.decoder_input.shape == b.target.shape == b.loss_mask.shape
-    assert b.target_tokens == sum(sum(s.loss_mask) for s in samples)
-    lengths = [len(s.target) for s in samples]
-    assert all((b.target[i, n:] == 1).all() for i, n in enumerate(lengths))  # padding is PAD
+    d = b.decoder
+    assert d.inputs.shape == d.target.shape == d.loss_mask.shape
+    assert d.target_tokens == sum(sum(s.target.loss_mask) for s in samples)
+    lengths = [len(s.target.target) for s in samples]
+    assert all((d.target[i, n:] == 1).all() for i, n in enumerate(lengths))  # padding is PAD
 
 
 def test_dataset_examples_are_deterministic(tmp_path, vocab):

@@ -4,12 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import lower
 from media import write_audio, write_image, write_video
-from ofac.runtime.collate import collate
-from ofac.runtime.execute import TaskRunner
-from ofac.runtime.model import GeneralistModel, ModelConfig, label_smoothed_loss
+
+from ofac.runtime.data.collate import collate
+from ofac.runtime.exec.run import TaskRunner
+from ofac.runtime.model.config import ModelConfig
+from ofac.runtime.model.heads.tokens import label_smoothed_ce
+from ofac.runtime.model.network import EncoderDecoder
 
 
 def small_cfg(vocab, **kw):
@@ -39,12 +41,11 @@ def mixed(tmp_path, vocab):
 
 def test_mixed_modalities_in_one_batch(mixed, vocab):
     torch.manual_seed(0)
-    model = GeneralistModel(small_cfg(vocab)).eval()
+    model = EncoderDecoder(small_cfg(vocab)).eval()
     batch = collate(mixed).to("cpu")
     logits = model(batch)
-    assert logits.shape == (*batch.decoder_input.shape, len(vocab)) and torch.isfinite(logits).all()
-    loss, _ = label_smoothed_loss(logits, batch.target, batch.loss_mask)
-    loss.backward()
+    assert logits.shape == (*batch.decoder.inputs.shape, len(vocab)) and torch.isfinite(logits).all()
+    label_smoothed_ce(logits, batch.decoder, {"eps": 0.1}).total.backward()
     for name in ("text", "image_patch", "image_resnet", "audio_fbank", "video_image_sequence"):
         grads = [p.grad for p in model.adaptors[name].parameters() if p.requires_grad]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
@@ -52,28 +53,28 @@ def test_mixed_modalities_in_one_batch(mixed, vocab):
 
 def test_each_example_is_independent_of_its_batch_mates(mixed, vocab):
     torch.manual_seed(0)
-    model = GeneralistModel(small_cfg(vocab)).eval()
+    model = EncoderDecoder(small_cfg(vocab)).eval()
     together = model(collate(mixed).to("cpu"))
     for i, s in enumerate(mixed):
         alone = model(collate([s]).to("cpu"))
-        n = len(s.target)
+        n = len(s.target.target)
         assert torch.allclose(alone[0, :n], together[i, :n], atol=1e-4), i
 
 
 def test_decoder_is_causal(mixed, vocab):
     torch.manual_seed(0)
-    model = GeneralistModel(small_cfg(vocab)).eval()
+    model = EncoderDecoder(small_cfg(vocab)).eval()
     batch = collate(mixed[-1:]).to("cpu")
     base = model(batch)
-    changed = batch.decoder_input.clone()
+    changed = batch.decoder.inputs.clone()
     changed[0, -1] = 7
-    batch.decoder_input = changed
+    batch.decoder.inputs = changed
     after = model(batch)
     assert torch.allclose(base[0, :-1], after[0, :-1], atol=1e-5) and not torch.allclose(base[0, -1], after[0, -1])
 
 
 def test_tiny_preset_has_about_ten_million_parameters():
-    model = GeneralistModel(ModelConfig(vocab_size=8000, adaptors=("text", "image_patch")))
+    model = EncoderDecoder(ModelConfig(vocab_size=8000, adaptors=("text", "image_patch")))
     assert 9e6 < model.num_parameters() < 13e6
 
 
@@ -93,30 +94,39 @@ def test_a_tiny_task_is_learned_to_near_zero_loss(vocab):
     rng = np.random.default_rng(0)
     batch = collate([runner({"s": s, "t": t}, rng) for s, t in pairs]).to("cpu")
     torch.manual_seed(0)
-    model = GeneralistModel(small_cfg(vocab, adaptors=("text",)))
+    model = EncoderDecoder(small_cfg(vocab, adaptors=("text",)))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = None
-    for step in range(150):
-        loss, nll = label_smoothed_loss(model(batch), batch.target, batch.loss_mask, eps=0.0)
+    for _ in range(150):
+        terms = label_smoothed_ce(model(batch), batch.decoder, {"eps": 0.0})
+        nll = terms.nll / batch.decoder.target_tokens
         first = first if first is not None else nll.item()
         opt.zero_grad()
-        loss.backward()
+        (terms.total / batch.decoder.target_tokens).backward()
         opt.step()
     assert first > 3.0 and nll.item() < 0.05
     model.eval()
-    pred = model(batch).argmax(-1)
-    assert torch.equal(pred[batch.loss_mask], batch.target[batch.loss_mask])  # teacher-forced, every token right
+    pred, t = model(batch).argmax(-1), batch.decoder
+    assert torch.equal(pred[t.loss_mask], t.target[t.loss_mask])  # teacher-forced, every token right
 
 
 def test_decoder_only_examples(vocab):
     torch.manual_seed(0)
-    model = GeneralistModel(small_cfg(vocab, adaptors=("text",))).eval()
+    model = EncoderDecoder(small_cfg(vocab, adaptors=("text",))).eval()
     rng = np.random.default_rng(0)
     lm = TaskRunner(lower("-> [TEXT:t]"), vocab, "valid")({"t": "the quick fox"}, rng)
     other = TaskRunner(lower("summarize: [TEXT:s] -> [TEXT:t]"), vocab, "valid")({"s": "a b", "t": "x"}, rng)
     assert lm.encoder == []
-    logits = model(collate([lm, other]).to("cpu"))
-    assert torch.isfinite(logits).all()
+    together = model(collate([lm, other]).to("cpu"))
+    n = len(lm.target.target)
+    alone = model(collate([lm]).to("cpu"))
+    torch.testing.assert_close(alone[0, :n], together[0, :n], atol=1e-5, rtol=1e-4)  # as if alone
+    with torch.no_grad():  # what it attends to is the model's `empty` vector, and only it does
+        model.empty.add_(torch.randn_like(model.empty))
+    moved = model(collate([lm, other]).to("cpu"))
+    m = len(other.target.target)
+    assert not torch.allclose(moved[0, :n], together[0, :n], atol=1e-3)
+    torch.testing.assert_close(moved[1, :m], together[1, :m])
 
 
 def test_image_positions_and_box_bins_start_as_coordinates():
@@ -124,11 +134,12 @@ def test_image_positions_and_box_bins_start_as_coordinates():
     nearby places and nearby bins start alike (what grounding and detection learn from)."""
     import torch.nn.functional as F
 
-    from ofac.runtime.model import GeneralistModel, ModelConfig
+    from ofac.runtime.model.config import ModelConfig
+    from ofac.runtime.model.network import EncoderDecoder
 
     cfg = ModelConfig(vocab_size=200, d_model=64, ffn_dim=128, encoder_layers=1, decoder_layers=1, heads=2,
                       image_size=64, patch_size=8, adaptors=("image_patch", "text"), bin_ids=(20, 64))
-    model = GeneralistModel(cfg)
+    model = EncoderDecoder(cfg)
     pos = model.adaptors["image_patch"].pos  # [64, d], 8x8 grid row-major
     near, far = F.cosine_similarity(pos[0], pos[1], 0), F.cosine_similarity(pos[0], pos[63], 0)
     assert near > 0.8 and far < near - 0.3
@@ -143,7 +154,7 @@ def test_the_resnet_stem_yields_the_patch_grid_and_ignores_batch_mates(patch):
     """`image_resnet` halves down to patch_size, so it gives the patch embedding's grid; in
     training mode too, an image's features do not depend on the other images of its batch (a
     micro-batch holds one task's images: batch statistics would leak between tasks)."""
-    from ofac.runtime.model import ResNetAdaptor
+    from ofac.runtime.model.adaptors import ResNetAdaptor
 
     cfg = ModelConfig(vocab_size=100, d_model=64, heads=4, image_size=64, patch_size=patch,
                       adaptors=("image_resnet",))

@@ -1,21 +1,20 @@
 """Preprocessors on real files, and their diagnostics for bad input."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
-
 from conftest import lower
 from media import write_audio, write_image, write_video
-from ofac.runtime.data.media import MediaError, load_audio, load_image
+
+from ofac.runtime.data.collate import collate
 from ofac.runtime.errors import DataError, NotSupportedYet
-from ofac.runtime.collate import collate
-from ofac.runtime.execute import TaskRunner
+from ofac.runtime.exec.run import TaskRunner
 from ofac.runtime.preprocess import struct, text
 from ofac.runtime.preprocess.base import Context
 from ofac.runtime.preprocess.box import dequantize, quantize
-from ofac.runtime.tokenizer import BOS, EOS, MASK
+from ofac.runtime.preprocess.media import MediaError, load_audio, load_image
+from ofac.runtime.vocab.tokenizer import BOS, EOS, MASK
 
 
 def run(instruction, row, vocab, tmp_path, split="train", seed=0):
@@ -29,11 +28,12 @@ def run(instruction, row, vocab, tmp_path, split="train", seed=0):
 def test_image_modes_become_normalized_rgb(tmp_path, vocab, mode, ext):
     write_image(tmp_path / f"a.{ext}", size=(40, 30), box=(5, 5, 20, 20), mode=mode)
     s = run("[IMAGE:img] what? -> [TEXT:cap]", {"img": f"a.{ext}", "cap": "yes"}, vocab, tmp_path, "valid")
-    adaptor, x = s.encoder[0]
-    assert adaptor == "image_patch" and x.shape == (3, 256, 256) and x.dtype == torch.uint8  # until the device
+    x = s.encoder[0].data
+    assert s.encoder[0].adaptor == "image_patch"
+    assert x.shape == (3, 256, 256) and x.dtype == torch.uint8  # uint8 until it reaches the device
     y = collate([s]).to("cpu").inputs["image_patch"][0]
     assert y.dtype == torch.float32 and float(y.min()) >= -1.0 - 1e-5 and float(y.max()) <= 1.0 + 1e-5
-    assert s.meta["images"]["img"]["orig_size"] == (40, 30)
+    assert s.meta["images"]["img"].orig_size == (40, 30)
 
 
 def test_device_normalization_matches_torchvision(tmp_path, vocab):
@@ -93,31 +93,68 @@ def test_image_mask_ratio_zeroes_the_centre(tmp_path, vocab):
     write_image(tmp_path / "a.png", size=(32, 32), box=(0, 0, 31, 31))
     s = run("what is the complete image of \" [IMAGE:img,mask_ratio=0.5] \"? -> [TEXT:cap]",
             {"img": "a.png", "cap": "x"}, vocab, tmp_path, "valid")
-    (_, prompt), (adaptor, _), (_, rest) = s.encoder  # text, image, text
-    assert adaptor == "image_patch" and s.encoder[1].mask_border == 64
+    assert [e.adaptor for e in s.encoder] == ["text", "image_patch", "text"]
+    assert s.encoder[1].mask_border == 64
     x = collate([s]).to("cpu").inputs["image_patch"][0]
     assert float(x[:, 100:150, 100:150].abs().sum()) == 0 and float(x[:, :40, :40].abs().sum()) > 0
 
 
 # ---------------------------------------------------------------- boxes
 
-def test_box_round_trip_through_resize_and_flip_within_half_a_bin(tmp_path, vocab):
+def test_box_round_trip_through_resize_within_half_a_bin(tmp_path, vocab):
     write_image(tmp_path / "a.png", size=(300, 200))
-    task = lower("[IMAGE:img,preprocess=imagenet] where? -> [BOX:box]")
-    runner = TaskRunner(task, vocab, "train")
+    runner = TaskRunner(lower("[IMAGE:img] where? -> [BOX:box]"), vocab, "train")
     box = [30.5, 20.0, 211.0, 177.3]
-    bins, size = 1000, 256
-    flips = set()
-    for seed in range(8):
+    bins = 1000
+    s = runner({"img": "a.png", "box": box}, np.random.default_rng(0), tmp_path, ("r", 1))
+    geometry = s.meta["images"]["img"]
+    back = dequantize([vocab.bin_index[t] for t in s.target.target[:4]], bins, geometry)
+    for got, want, side in zip(back, box, (300, 200) * 2):
+        assert abs(got - want) <= 0.5 * side / (bins - 1) * 1.0001 + 1e-6
+
+
+@pytest.mark.parametrize("preprocess", ["imagenet", "imagepretrain"])
+def test_a_box_follows_its_image_through_crops_and_flips(tmp_path, vocab, preprocess, monkeypatch):
+    """A red rectangle at the box, off-centre: after the training transform's random crops,
+    resizes and flips, the transformed box frames the red pixels (colour changes switched off:
+    what moves pixels is the geometry under test)."""
+    from PIL import Image, ImageDraw
+
+    from ofac.runtime.preprocess import image as image_module
+
+    monkeypatch.setattr(image_module, "_with_rng", lambda ctx, transform, img: img)
+    img = Image.new("RGB", (300, 200), (255, 255, 255))
+    box = [40, 30, 130, 110]
+    ImageDraw.Draw(img).rectangle(box, fill=(255, 0, 0))
+    img.save(tmp_path / "a.png")
+    runner = TaskRunner(lower(f"[IMAGE:img,preprocess={preprocess}] where? -> [BOX:box]"), vocab, "train")
+    flips, seen = set(), 0
+    for seed in range(16):
         s = runner({"img": "a.png", "box": box}, np.random.default_rng(seed), tmp_path, ("r", 1))
-        meta = s.meta["images"]["img"]
-        flips.add(meta["flipped"])
-        ks = [vocab.bin_index[t] for t in s.target[:4]]
-        back = dequantize(ks, size, bins, meta["orig_size"], meta["flipped"])
-        half_bin_x, half_bin_y = 0.5 * 300 / (bins - 1) * size / size, 0.5 * 200 / (bins - 1)
-        for got, want, half in zip(back, box, (half_bin_x, half_bin_y) * 2):
-            assert abs(got - want) <= half * 1.0001 + 1e-6
-    assert flips == {True, False}  # both paths were exercised
+        g = s.meta["images"]["img"]
+        flips.add(g.flipped)
+        pixels = s.encoder[0].data.int()
+        red = (pixels[0] > 200) & (pixels[1] < 60) & (pixels[2] < 60)  # [S, S]
+        x0, y0, x1, y1 = (int(round(b / 999 * g.size)) for b in (vocab.bin_index[t] for t in s.target.target[:4]))
+        if red.sum() < 50:  # the crop missed the rectangle: the box is clipped to nothing
+            assert (x1 - x0) * (y1 - y0) < 50
+            continue
+        seen += 1  # within a pixel (resampling blurs the edges): the box holds red pixels, and all of them
+        assert red[y0 + 1:y1 - 1, x0 + 1:x1 - 1].float().mean() > 0.9
+        assert red[max(0, y0 - 1):y1 + 2, max(0, x0 - 1):x1 + 2].sum() > 0.97 * red.sum()
+    assert seen >= 8
+    if preprocess == "imagenet":
+        assert flips == {True, False}  # both paths were exercised
+
+
+def test_augmentation_is_deterministic_per_example_and_training_only(tmp_path, vocab):
+    write_image(tmp_path / "a.png", size=(120, 90), box=(10, 10, 70, 60))
+    row = {"img": "a.png", "cap": "x"}
+    instr = "[IMAGE:img,preprocess=imagenet] what? -> [TEXT:cap]"
+    train = [run(instr, row, vocab, tmp_path, "train", seed).encoder[0].data for seed in (1, 1, 2)]
+    valid = [run(instr, row, vocab, tmp_path, "valid", seed).encoder[0].data for seed in (1, 2)]
+    assert torch.equal(train[0], train[1]) and not torch.equal(train[0], train[2])
+    assert torch.equal(valid[0], valid[1]) and not torch.equal(train[0], valid[0])
 
 
 def test_quantize_clamps_and_orders():
@@ -135,9 +172,10 @@ def test_detection_repeats_boxes_and_labels(tmp_path, vocab):
     write_image(tmp_path / "a.png", size=(64, 64))
     row = {"img": "a.png", "boxes": [[0, 0, 10, 10], "20,20,40,40"], "labels": ["red box", "dot"]}
     s = run("[IMAGE:img] objects? -> ([BOX:boxes] [TEXT:labels])*", row, vocab, tmp_path, "valid")
-    bins = [t for t in s.target if t in vocab.bin_index]
-    assert len(bins) == 8 and s.target[-1] == EOS and all(s.loss_mask)
-    assert vocab.decode(s.target) == "red box dot"
+    target = s.target.target
+    bins = [t for t in target if t in vocab.bin_index]
+    assert len(bins) == 8 and target[-1] == EOS and all(s.target.loss_mask)
+    assert vocab.decode(target) == "red box dot"
     with pytest.raises(DataError, match="different lengths"):
         run("[IMAGE:img] objects? -> ([BOX:boxes] [TEXT:labels])*", {**row, "labels": ["x"]}, vocab, tmp_path)
 
@@ -147,12 +185,13 @@ def test_detection_repeats_boxes_and_labels(tmp_path, vocab):
 def test_text_group_bos_eos_prefix_and_loss(tmp_path, vocab):
     s = run('is " [TEXT:s] " good? -> is " [TEXT:s,no_loss] " good? [TEXT:label,closed_set]',
             {"s": "the quick fox", "label": "yes"}, vocab, tmp_path, "valid")
-    (_, enc), = s.encoder
-    assert enc[0] == BOS and enc[-1] == EOS
+    (enc,) = s.encoder
+    assert enc.data[0] == BOS and enc.data[-1] == EOS
+    t = s.target
     n_answer = len(vocab.encode("yes"))
-    assert s.loss_mask == [False] * s.prefix + [True] * (n_answer + 1)
-    assert s.decoder_input[0] == BOS and s.target[-1] == EOS and len(s.decoder_input) == len(s.target)
-    assert vocab.decode(s.target[s.prefix:]) == "yes"
+    assert t.loss_mask == [False] * t.prefix + [True] * (n_answer + 1)
+    assert t.inputs[0] == BOS and t.target[-1] == EOS and len(t.inputs) == len(t.target)
+    assert vocab.decode(t.target[t.prefix:]) == "yes"
 
 
 def test_text_attributes(tmp_path, vocab):
@@ -169,7 +208,7 @@ def test_mask_ratio_masks_spans_at_train_time_only(tmp_path, vocab):
     valid = run(instr, {"s": sentence}, vocab, tmp_path, "valid")
     assert MASK in train.encoder[0].data.tolist() and MASK not in valid.encoder[0].data.tolist()
     assert len(train.encoder[0].data) < len(valid.encoder[0].data)  # spans collapse to one <mask>
-    assert train.target == valid.target  # the target is the clean text
+    assert train.target.target == valid.target.target  # the target is the clean text
 
 
 def test_span_mask_covers_the_ratio():
@@ -182,19 +221,20 @@ def test_span_mask_covers_the_ratio():
 def test_noise_ratio_corrupts_inputs_not_targets(tmp_path, vocab):
     s = run("summarize [TEXT:s] -> [TEXT:t,noise_ratio=0.9]", {"s": "a", "t": "the quick brown fox jumps"},
             vocab, tmp_path, "train")
-    assert s.decoder_input[1:] != s.target[:-1] and vocab.decode(s.target) == "the quick brown fox jumps"
+    t = s.target
+    assert t.inputs[1:] != t.target[:-1] and vocab.decode(t.target) == "the quick brown fox jumps"
 
 
 def test_truncation_keeps_eos(tmp_path, vocab):
     compiled = lower("[TEXT:s] -> [TEXT:t]")
     s = TaskRunner(compiled, vocab, "valid")({"s": "x " * 2000, "t": "y " * 1000}, np.random.default_rng(0))
     assert s.encoder[0].data.shape[0] == 512 and int(s.encoder[0].data[-1]) == EOS
-    assert len(s.target) == 127 and s.target[-1] == EOS  # BOS + 126 + EOS = max_length 128
+    assert len(s.target.target) == 127 and s.target.target[-1] == EOS  # BOS + 126 + EOS = max_length 128
 
 
 def test_test_split_reads_no_target(tmp_path, vocab):
     s = run("[TEXT:s] -> answer: [TEXT:t]", {"s": "question"}, vocab, tmp_path, "test")
-    assert s.prefix == len(vocab.encode("answer:")) and s.target[-1] == EOS
+    assert s.target.prefix == len(vocab.encode("answer:")) and s.target.target[-1] == EOS
 
 
 # ---------------------------------------------------------------- audio
@@ -204,8 +244,8 @@ def test_audio_fbank_from_flac_and_stereo_wav(tmp_path, vocab):
     write_audio(tmp_path / "b.wav", seconds=1.0, rate=8000, channels=2)
     for name in ("a.flac", "b.wav"):
         s = run("[AUDIO:wav] what is said? -> [TEXT:t]", {"wav": name, "t": "yes"}, vocab, tmp_path, "valid")
-        adaptor, feats = s.encoder[0]
-        assert adaptor == "audio_fbank" and feats.shape[1] == 80
+        feats = s.encoder[0].data
+        assert s.encoder[0].adaptor == "audio_fbank" and feats.shape[1] == 80
         assert 95 <= feats.shape[0] <= 100  # 10 ms frames at 16 kHz after resampling
         assert abs(float(feats.mean())) < 1e-3 and abs(float(feats.std(0).mean()) - 1) < 0.05
 
@@ -237,8 +277,8 @@ def test_corrupt_audio(tmp_path, vocab):
 def test_video_frames_are_sampled_uniformly(tmp_path, vocab):
     write_video(tmp_path / "v.mp4", frames=12)
     s = run("[VIDEO:v] what happens? -> [TEXT:t]", {"v": "v.mp4", "t": "x"}, vocab, tmp_path, "valid")
-    adaptor, x = s.encoder[0]
-    assert adaptor == "video_image_sequence" and x.shape == (8, 3, 256, 256)
+    x = s.encoder[0].data
+    assert s.encoder[0].adaptor == "video_image_sequence" and x.shape == (8, 3, 256, 256)
     assert not torch.equal(x[0], x[-1])  # the shape moves between first and last frame
 
 
@@ -290,7 +330,7 @@ def test_phones(tmp_path, vocab):
 def test_motion_says_not_supported_yet(tmp_path, vocab):
     with pytest.raises(NotSupportedYet, match="not supported by the ofac runtime yet"):
         run("motion: [MOTION:m] -> [TEXT:t]", {"m": "a.npy", "t": "x"}, vocab, tmp_path)
-    with pytest.raises(NotSupportedYet, match="decoder target"):
+    with pytest.raises(NotSupportedYet, match="target.frames"):
         TaskRunner(lower("[TEXT:t] -> [AUDIO:a]"), vocab)
 
 

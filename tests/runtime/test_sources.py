@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-
 from media import write_image
+
 from ofac.runtime.data import MemorySource, open_source, shard
-from ofac.runtime.data.media import load_image
 from ofac.runtime.errors import DataError
+from ofac.runtime.preprocess.media import load_image
 
 ROWS = [{"img": "a.png", "cap": "a red box"}, {"img": "b.png", "cap": "two dots, \"quoted\""}]
 

@@ -6,16 +6,17 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import lower
 from media import write_audio, write_video
-from ofac.runtime.collate import collate
+
 from ofac.runtime.data import SkipReport, TaskData, open_source
+from ofac.runtime.data.collate import collate
+from ofac.runtime.data.corpus import build_vocab, corpus
 from ofac.runtime.data.dataset import Skipped
-from ofac.runtime.execute import TaskRunner
+from ofac.runtime.exec.run import TaskRunner
 from ofac.runtime.preprocess import struct
 from ofac.runtime.preprocess.base import Context
-from ofac.runtime.tokenizer import Vocab, build_vocab, corpus
+from ofac.runtime.vocab.tokenizer import Vocab
 
 
 def _data(tmp_path, instruction, rows, name="t"):

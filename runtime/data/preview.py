@@ -1,0 +1,85 @@
+"""`ofac data`: run a task file's data path on a few rows and show what the model will see.
+Bad rows come back as diagnostics, exactly as training would report them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ofac.diagnostics import Diagnostic
+
+from ..errors import DataError
+from ..vocab.tokenizer import SPECIALS, Vocab
+from .corpus import run_vocab
+from .tasks import as_definition, task_data
+
+
+@dataclass
+class Preview:
+    lines: list[str] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def show_tokens(vocab: Vocab, ids) -> str:
+    """Token ids as text: BPE runs decoded, special and reserved tokens by name."""
+    names = {i: s for i, s in enumerate(SPECIALS)}
+    names.update({t: f"<bin_{k}>" for k, t in enumerate(vocab.bin_ids)})
+    names.update({t: f"<phone_{p}>" for p, t in vocab.phone_ids.items()})
+    out, run = [], []
+    for i in [int(x) for x in ids]:
+        if i in names or i in vocab.reserved_ids:
+            if run:
+                out.append(vocab.decode(run))
+                run = []
+            out.append(names.get(i, f"<{i}>"))
+        else:
+            run.append(i)
+    if run:
+        out.append(vocab.decode(run))
+    return " ".join(out)
+
+
+def preview(run, base_dir: Path | None = None, task: str | None = None, split: str = "train",
+            rows: int = 2, seed: int = 1) -> Preview:
+    """What the model sees of the first `rows` rows of each task (`ofac data`)."""
+    definition = as_definition(run, base_dir)
+    result = Preview()
+    try:
+        vocab = run_vocab(definition, max_rows=2000)
+        datas = task_data(definition, split, vocab)
+    except DataError as err:
+        result.diagnostics.append(err.diagnostic)
+        return result
+    names = [t.name for t in definition.tasks if task in (None, t.name)]
+    result.lines.append(f"vocabulary: {len(vocab)} tokens ({len(vocab.bin_ids)} box bins, "
+                        f"{len(vocab.phone_ids)} phones)")
+    for name in names:
+        data = datas.get(name)
+        if data is None:
+            result.lines.append(f"\ntask {name}: no `{split}` data")
+            continue
+        result.lines.append(f"\ntask {name}: {len(data)} {split} rows")
+        for i in range(min(rows, len(data))):
+            try:
+                s = data.sample(i, np.random.default_rng((seed, i)))
+            except DataError as err:
+                result.diagnostics.append(err.diagnostic)
+                continue
+            if not hasattr(s, "encoder"):  # skipped under on_error = skip
+                result.lines.append(f"  row {s.row}: skipped ({s.message})")
+                continue
+            result.lines.append(f"  row {s.meta['row']}:")
+            for seg in s.encoder:
+                if isinstance(seg.data, np.ndarray) and seg.data.dtype == np.int64:  # token ids
+                    result.lines.append(f"    encoder {seg.adaptor:<22} {show_tokens(vocab, seg.data)}")
+                else:
+                    kind = str(seg.data.dtype)[6:]  # torch.uint8 -> uint8
+                    result.lines.append(f"    encoder {seg.adaptor:<22} {kind}{list(seg.data.shape)}")
+            target = s.target  # a TokenTarget: only the token head exists so far
+            forced = show_tokens(vocab, target.target[:target.prefix])
+            trained = show_tokens(vocab, [t for t, m in zip(target.target, target.loss_mask) if m])
+            if forced:
+                result.lines.append(f"    decoder prefix (forced)        {forced}")
+            result.lines.append(f"    decoder target (with loss)     {trained}")
+    return result

@@ -1,0 +1,52 @@
+"""Batching each output head's targets (the data half of a head, after `exec.targets`), as
+numpy arrays: the PyTorch collate wraps them as tensors, the torch-free runtime uses them as
+they are.  No torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from ..vocab.tokenizer import PAD
+
+
+@dataclass
+class TokenBatch:
+    """The token head's targets of a batch: B rows padded to the longest, L positions."""
+
+    inputs: object  # [B, L] int64: BOS-first decoder input, PAD-padded
+    target: object  # [B, L] int64: PAD where there is no target token
+    loss_mask: object  # [B, L] bool: positions that carry loss
+    prefix: object  # [B] int64: forced prefix lengths
+
+    def map(self, fn) -> "TokenBatch":
+        """The same batch with `fn` applied to every array (to a device, to tensors)."""
+        return TokenBatch(*(fn(getattr(self, f.name)) for f in fields(self)))
+
+    @property
+    def target_tokens(self) -> int:
+        return int(self.loss_mask.sum())
+
+
+def token_batch(targets: list) -> TokenBatch:
+    """TokenTargets -> a TokenBatch, filled in numpy in one pass."""
+    longest = max(len(t.target) for t in targets)
+    inputs = np.full((len(targets), longest), PAD, dtype=np.int64)
+    target = np.full((len(targets), longest), PAD, dtype=np.int64)
+    mask = np.zeros((len(targets), longest), dtype=np.bool_)
+    for i, t in enumerate(targets):
+        n = len(t.target)
+        inputs[i, :n], target[i, :n], mask[i, :n] = t.inputs, t.target, t.loss_mask
+    return TokenBatch(inputs, target, mask, np.array([t.prefix for t in targets], dtype=np.int64))
+
+
+BATCHERS = {"tokens": token_batch}
+
+
+def batch_targets(samples: list) -> tuple[str, object]:
+    """(head, its batched targets) of samples that share one output head."""
+    heads = {s.head for s in samples}
+    if len(heads) > 1:
+        raise ValueError(f"a batch mixes output heads {sorted(heads)}: batch each task's rows on their own")
+    (head,) = heads
+    return head, BATCHERS[head]([s.target for s in samples])

@@ -1,0 +1,74 @@
+"""What a run is made of, however it was declared: each task's IR, settings and data per split,
+plus the model and train settings; and each task's rows of one split.  `ofac run FILE` builds a
+definition from a task file; the Python API (`Trainer().fit(model=..., tasks=[...])`) from Task
+objects."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ofac.ir import TaskIR
+from ofac.settings import MODEL, TASK, TRAIN
+
+from ..exec.run import TaskRunner
+from .rows import TaskData
+from .sources import open_source
+
+
+@dataclass
+class TaskDefinition:
+    ir: TaskIR
+    settings: dict
+    data: dict[str, list] = field(default_factory=dict)  # split -> paths or in-memory datasets
+
+    @property
+    def name(self) -> str:
+        return self.ir.task
+
+
+@dataclass
+class RunDefinition:
+    tasks: list[TaskDefinition]
+    model: dict
+    train: dict
+    source: str = "<api>"
+    base_dir: Path = Path(".")
+
+    def task(self, name: str) -> TaskIR:
+        return next(t.ir for t in self.tasks if t.name == name)
+
+    @property
+    def irs(self) -> list[TaskIR]:
+        return [t.ir for t in self.tasks]
+
+
+def defaults(schema) -> dict:
+    return {s.name: s.default for s in schema.settings if s.default is not None}
+
+
+def as_definition(run, base_dir: Path | None = None) -> RunDefinition:
+    """A RunDefinition from a CompiledFile (data paths relative to `base_dir`, default the file's
+    folder) or a RunDefinition."""
+    if isinstance(run, RunDefinition):
+        return run
+    tasks = []
+    for checked, ir in zip(run.checked.tasks, run.tasks):
+        settings = {**defaults(TASK), **dict(checked.settings)}
+        data = {split: list(settings.get(split, ())) for split in ("train", "valid", "test")}
+        tasks.append(TaskDefinition(ir, settings, {k: v for k, v in data.items() if v}))
+    return RunDefinition(tasks, {**defaults(MODEL), **dict(run.checked.model)},
+                         {**defaults(TRAIN), **dict(run.checked.train)}, run.path,
+                         Path(base_dir) if base_dir is not None else Path(run.path).parent)
+
+
+def task_data(run, split: str, vocab) -> dict[str, TaskData]:
+    """Each task's rows for one split (tasks without data for it are left out)."""
+    run = as_definition(run)
+    out = {}
+    for task in run.tasks:
+        items = task.data.get(split)
+        if items:
+            columns = task.settings.get("columns", ())
+            sources = [open_source(d, columns, run.base_dir) for d in items]
+            out[task.name] = TaskData(TaskRunner(task.ir, vocab, split), sources, task.settings.get("on_error", "fail"))
+    return out

@@ -1,0 +1,119 @@
+"""Validation metrics, by the name the IR gives a task (`metric`).  Libraries where one fits
+(sacrebleu for BLEU, jiwer for WER, rouge-score for ROUGE-L, torchmetrics/pycocotools for
+detection mAP, sqlite3 for SQL execution); CIDEr-D has no maintained library without a Java
+dependency, and IoU@0.5 is one line of torchvision.
+
+Each takes (predictions, references) as the postprocess module produces them."""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+
+def normalize(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", str(text).lower()).split())
+
+
+def accuracy(preds: list[str], refs: list[str]) -> float:
+    return sum(normalize(p) == normalize(r) for p, r in zip(preds, refs)) / max(1, len(refs))
+
+
+def bleu(preds: list[str], refs: list[str]) -> float:
+    import sacrebleu
+
+    return sacrebleu.corpus_bleu(preds, [refs]).score / 100.0
+
+
+def wer(preds: list[str], refs: list[str]) -> float:
+    import jiwer
+
+    refs_n = [normalize(r) or "<empty>" for r in refs]
+    return float(jiwer.wer(refs_n, [normalize(p) for p in preds]))
+
+
+def iou_acc(preds: list, refs: list, threshold: float = 0.5) -> float:
+    """The share of examples whose predicted box overlaps the reference with IoU >= 0.5."""
+    import torch
+    from torchvision.ops import box_iou
+
+    hits = 0
+    for p, r in zip(preds, refs):
+        if p is not None:
+            iou = box_iou(torch.tensor([p], dtype=torch.float64), torch.tensor([r], dtype=torch.float64))
+            hits += float(iou) >= threshold
+    return hits / max(1, len(refs))
+
+
+def cider(preds: list[str], refs: list[str], n: int = 4, sigma: float = 6.0) -> float:
+    """CIDEr-D with one reference per example (TF-IDF n-gram cosine with a length penalty)."""
+    def grams(text, k):
+        words = normalize(text).split()
+        return Counter(tuple(words[i:i + k]) for i in range(len(words) - k + 1))
+
+    total = 0.0
+    for k in range(1, n + 1):
+        ref_grams = [grams(r, k) for r in refs]
+        df = Counter(g for rg in ref_grams for g in rg)
+        log_n = math.log(max(1.0, float(len(refs))))
+        for p, r, rg in zip(preds, refs, ref_grams):
+            pg = grams(p, k)
+            vp = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in pg.items()}
+            vr = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in rg.items()}
+            dot = sum(min(vp[g], vr[g]) * vr[g] for g in vp if g in vr)
+            norm = math.sqrt(sum(v * v for v in vp.values())) * math.sqrt(sum(v * v for v in vr.values()))
+            delta = len(normalize(p).split()) - len(normalize(r).split())
+            total += (dot / norm if norm else 0.0) * math.exp(-delta * delta / (2 * sigma * sigma)) / n
+    return 10.0 * total / max(1, len(refs))
+
+
+def rouge_l(preds: list[str], refs: list[str]) -> float:
+    """Mean ROUGE-L F1."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    return sum(scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)) / max(1, len(refs))
+
+
+def mean_ap(preds: list[list], refs: list[list], key: str = "map") -> float:
+    """COCO mAP@[.5:.95] of detections (`key="map_50"`: mAP at IoU 0.5): each prediction and
+    reference a list of (box, label); a generated object has score 1 (the sequence carries no
+    per-object confidence)."""
+    import torch
+    from torchmetrics.detection import MeanAveragePrecision
+
+    labels: dict[str, int] = {}
+
+    def target(objs, scored):
+        boxes = torch.tensor([list(b) for b, _ in objs], dtype=torch.float32).reshape(-1, 4)
+        ids = torch.tensor([labels.setdefault(normalize(lab), len(labels)) for _, lab in objs], dtype=torch.long)
+        out = {"boxes": boxes, "labels": ids}
+        if scored:
+            out["scores"] = torch.ones(len(objs))
+        return out
+
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+    metric.update([target(p or [], True) for p in preds], [target(r, False) for r in refs])
+    value = float(metric.compute()[key])
+    return max(0.0, value)  # -1: no reference objects at all
+
+
+def sql_execution(preds: list[str], refs: list[tuple]) -> float:
+    """Execution accuracy: the predicted SQL returns the same rows as the reference SQL on the
+    example's database (a sqlite file path, or the STRUCT database with its content loaded into
+    an in-memory sqlite).  Rows compare as multisets unless the reference orders them."""
+    from .sql import execution_match
+
+    return sum(execution_match(p, sql, db) for p, (sql, db) in zip(preds, refs)) / max(1, len(refs))
+
+
+METRICS = {"accuracy": accuracy, "exact_match": accuracy, "bleu": bleu, "wer": wer, "cider": cider,
+           "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap,
+           "map50": lambda preds, refs: mean_ap(preds, refs, "map_50"), "sql_execution": sql_execution}
+LOWER_IS_BETTER = {"wer"}
+
+
+def task_metric(scores: dict) -> str | None:
+    """The name of a task's own metric among its validation scores (every task also reports
+    its loss and token accuracy); None for a task scored by loss alone."""
+    return next((k for k in scores if k not in ("loss", "token_accuracy")), None)

@@ -1,0 +1,55 @@
+"""The implementations of `postprocess.<name>` ops: generated tokens back into answers (text, a
+box in the pixels of the original image, or a list of (box, label) objects).  Validation and
+inference share these, so both answer the same way.  No torch."""
+from __future__ import annotations
+
+from ..preprocess.box import dequantize
+from ..registry import Registry
+
+POSTPROCESS = Registry("postprocess")
+
+
+@POSTPROCESS.register("text")
+def text(tokens: list[int], vocab, attrs: dict, meta: dict) -> str:
+    return vocab.decode(tokens)
+
+
+@POSTPROCESS.register("box", required=("bins", "image"), vocabulary=lambda vocab: tuple(vocab.bin_ids))
+def box(tokens: list[int], vocab, attrs: dict, meta: dict) -> list[float] | None:
+    """[x0, y0, x1, y1] in pixels of the original image, or None (not four bin tokens).  Only
+    bin tokens are generated for a box (`vocabulary`)."""
+    bins = [vocab.bin_index.get(t) for t in tokens[:4]]
+    if len(bins) < 4 or None in bins:
+        return None
+    return dequantize(bins, attrs["bins"], meta["images"][attrs["image"]])
+
+
+@POSTPROCESS.register("box_text", required=("bins", "image"))
+def box_text(tokens: list[int], vocab, attrs: dict, meta: dict) -> list[tuple[list[float], str]]:
+    """[([x0, y0, x1, y1], label), ...].  Each run of bin tokens holds boxes of four bins; the
+    text tokens after a run label its last box.  A run whose length is not a multiple of four
+    loses its leading bins (the box next to the label is the one to keep)."""
+    out, i, n = [], 0, len(tokens)
+    geometry = meta["images"][attrs["image"]]
+    while i < n:
+        j = i
+        while j < n and tokens[j] in vocab.bin_index:
+            j += 1
+        if j == i:  # text before any box: no object to label
+            i += 1
+            continue
+        k = j
+        while k < n and tokens[k] not in vocab.bin_index:
+            k += 1
+        bins = [vocab.bin_index[t] for t in tokens[i:j]]
+        boxes = [bins[a:a + 4] for a in range(len(bins) % 4, len(bins), 4)]
+        label = vocab.decode(tokens[j:k])
+        out += [(dequantize(b, attrs["bins"], geometry), label if m == len(boxes) - 1 else "")
+                for m, b in enumerate(boxes)]
+        i = k
+    return out
+
+
+POSTPROCESS.add("image_codes", None, unsupported="image outputs are not built yet")
+POSTPROCESS.add("waveform", None, unsupported="speech outputs are not built yet")
+POSTPROCESS.add("motion", None, unsupported="motion outputs are not built yet")

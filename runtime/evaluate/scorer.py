@@ -1,0 +1,93 @@
+"""How one task is decoded and scored, read from its IR: the generator's settings (its
+`generate` op), the postprocessor (its `postprocess` op), the references its metric compares
+with and the metric.  Validation, `ofac eval` and inference share it.  No torch."""
+from __future__ import annotations
+
+import json
+
+from ofac import ir
+
+from ..errors import NotSupportedYet
+from ..generate import closed_set_attrs, generation
+from ..generate.search import Trie
+from ..preprocess.box import parse_box
+from ..registry import attributes
+from .metrics import METRICS
+from .postprocess import POSTPROCESS
+
+
+def _listed(value) -> list:
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return [v for v in value.split("|") if v.strip()] if "|" in value else [value]
+        return parsed if isinstance(parsed, list) else [parsed]
+    return list(value) if value is not None else []
+
+
+class References:
+    """What a task's metric compares a prediction with, read from a sample's meta."""
+
+    def __init__(self, task: ir.TaskIR):
+        self.output, self.metric = task.output, task.get("metric")
+        self.targets = list(task.get("targets", ()))
+        first = task.programs[0]
+        reads = [op for op in first.of_kind("read") if op.get("side") == "decoder"]
+        self.box_columns = [op.get("column") for op in reads if op.get("modality") == "BOX"]
+        self.label_columns = [op.get("column") for op in reads if op.get("modality") == "TEXT"
+                              and op.get("column") in self.targets]
+        self.databases = [first.arg(op).get("column") for op in first.of_kind("preprocess") if op.name == "database"]
+
+    def __call__(self, meta: dict):
+        targets = meta["targets"]
+        if self.output == "box":
+            return parse_box(targets.get(self.box_columns[0]))
+        if self.output == "box_text":
+            boxes = [parse_box(b) for b in _listed(targets.get(self.box_columns[0]))]
+            labels = _listed(targets.get(self.label_columns[0])) if self.label_columns else [""] * len(boxes)
+            return list(zip(boxes, (str(x) for x in labels)))
+        text = str(targets.get(self.targets[-1]))
+        if self.metric == "sql_execution":
+            return text, (meta.get("databases") or {}).get(self.databases[0]) if self.databases else None
+        return text
+
+
+def closed_set(task: ir.TaskIR, train=None) -> list[str] | None:
+    """The candidate answers of a closed-set task: its `answers`, else every training target;
+    None for an open task."""
+    constrained, answers = closed_set_attrs(task.programs[0].only("generate"))
+    if not constrained:
+        return None
+    answers = list(answers)
+    if not answers and train is not None:
+        column = list(task.get("targets", ()))[-1]
+        answers = sorted({str(train.raw(i).get(column)) for i in range(len(train))})
+    return answers
+
+
+class Scorer:
+    """How one task is decoded and scored, read from its IR."""
+
+    def __init__(self, task: ir.TaskIR, vocab, answers: list[str] | None = None, **generate):
+        self.task, self.vocab = task, vocab
+        self.name = task.get("metric")
+        self.metric = METRICS.get(self.name)
+        program = task.programs[0]
+        post = program.only("postprocess")
+        impl = POSTPROCESS.check(post)
+        self.decode, self.post_attrs = impl.run, attributes(post)
+        self.reference = References(task)
+        self.trie = Trie(vocab.encode(a) for a in answers) if answers else None
+        # a constrained loss is validated constrained too (its teacher-forced numbers)
+        self.teacher_trie = self.trie if attributes(program.only("loss")).get("constrained") else None
+        self.generation = generation(program.only("generate"), self.trie, **generate)
+        if "vocabulary" in impl.extra:  # e.g. a box is four bin tokens: nothing else may be generated
+            self.generation = self.generation.with_(vocabulary=impl.extra["vocabulary"](vocab))
+        if self.name == "sql_execution" and not self.reference.databases:
+            raise NotSupportedYet(f"`metric = sql_execution` without a database (task `{task.task}`)",
+                                  help="give the instruction a `[STRUCT:db,preprocess=database]` slot, or choose "
+                                       "another metric")
+
+    def output(self, tokens: list[int], meta: dict):
+        return self.decode(tokens, self.vocab, self.post_attrs, meta)

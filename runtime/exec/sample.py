@@ -1,0 +1,50 @@
+"""What the IR executor makes of one row: its encoder inputs and its decoder target."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EncoderInput:
+    """One encoder segment: its adaptor and data (token ids as an int64 array; uint8 pixels or
+    fbank frames as the preprocessor made them: torch tensors, or numpy arrays in the torch-free
+    runtime)."""
+
+    adaptor: str
+    data: object
+    norm: tuple | None = None  # (mean, std) for pixels, applied on the device
+    mask_border: int = 0
+
+
+@dataclass
+class TokenTarget:
+    """What the token head (`target.tokens`) is trained on for one example."""
+
+    inputs: list[int]  # BOS + content, as fed (noised where noise applies)
+    target: list[int]  # content + EOS (clean)
+    loss_mask: list[bool]  # per target position
+    prefix: int  # leading target tokens that are forced, not predicted, at inference
+
+
+@dataclass
+class Sample:
+    task: str
+    encoder: list[EncoderInput]  # in encoder order
+    head: str  # the output head that takes `target`
+    target: object  # that head's target for this example (TokenTarget for `tokens`)
+    meta: dict = field(default_factory=dict)
+
+
+def by_adaptor(samples: list[Sample]) -> tuple[dict[str, list[EncoderInput]], list[list[tuple[str, int]]]]:
+    """The encoder inputs of a batch grouped by adaptor (each group is stacked into one input),
+    and per example its layout: (adaptor, index in that group) in encoder order."""
+    groups: dict[str, list[EncoderInput]] = {}
+    layout = []
+    for s in samples:
+        row = []
+        for seg in s.encoder:
+            bucket = groups.setdefault(seg.adaptor, [])
+            row.append((seg.adaptor, len(bucket)))
+            bucket.append(seg)
+        layout.append(row)
+    return groups, layout

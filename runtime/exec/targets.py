@@ -1,0 +1,36 @@
+"""How each output head's target is built from the decoder side of a row (`target.<head>` ops):
+the data half of an output head.  The model half is `model.heads`."""
+from __future__ import annotations
+
+from ..registry import Registry
+from ..vocab.tokenizer import BOS, EOS
+from .sample import TokenTarget
+
+TARGETS = Registry("target")
+
+
+@TARGETS.register("tokens")
+def tokens(row, group) -> TokenTarget:
+    """The decoder's token group as teacher-forced input (BOS + pieces as fed) and target
+    (pieces + EOS, clean: span masking never applies to targets), with the loss mask; the
+    leading pieces without loss are the forced prefix at inference."""
+    pieces = row.pieces(group)
+    fed, clean, loss = [], [], []
+    for t, flag in pieces:
+        fed += t.fed if len(t.fed) == len(t.ids) else t.ids
+        clean += t.ids
+        loss += [flag] * len(t.ids)
+    limit = row.plan.attrs[group.id].get("max_length")
+    if limit:
+        keep = max(0, limit - 2)
+        fed, clean, loss = fed[:keep], clean[:keep], loss[:keep]
+    prefix = 0
+    while prefix < len(loss) and not loss[prefix]:
+        prefix += 1
+    any_loss = any(flag for _, flag in pieces)
+    return TokenTarget([BOS] + fed, clean + [EOS], loss + [any_loss], prefix)
+
+
+for _head, _issue in (("codes", "image outputs (VQ codes)"), ("frames", "speech outputs (mel frames)"),
+                      ("motion", "motion outputs (diffusion)")):
+    TARGETS.add(_head, None, unsupported=f"{_issue} are not built yet")

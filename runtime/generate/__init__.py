@@ -1,0 +1,32 @@
+"""Generation: the implementations of `generate.<name>` ops.  The token search (`search.py`:
+beam search, greedy, sampling, over any array backend; `eager.py` runs it on torch tensors) is
+what `generate.beam` and `generate.sample` configure.  No torch here."""
+from __future__ import annotations
+
+from ofac.ir import Op
+
+from ..registry import Registry, attributes
+from .search import GenerateConfig, Trie
+
+GENERATORS = Registry("generate")
+_SEARCH = ("beam", "max_len", "min_len", "len_penalty", "no_repeat_ngram_size", "temperature", "top_k", "top_p",
+           "constraint", "answers")
+GENERATORS.add("beam", GenerateConfig, attrs=_SEARCH, sampling=False)
+GENERATORS.add("sample", GenerateConfig, attrs=_SEARCH, sampling=True)
+GENERATORS.add("speech", None, unsupported="speech generation (mel frames) is not built yet")
+GENERATORS.add("diffusion", None, unsupported="diffusion generation (motion) is not built yet")
+
+
+def generation(op: Op, trie: Trie | None = None, **overrides) -> GenerateConfig:
+    """How a `generate.*` op searches; `overrides` (the caller's settings, None: the op's) win."""
+    impl = GENERATORS.check(op)
+    overrides.setdefault("sampling", None)
+    if overrides["sampling"] is None:
+        overrides["sampling"] = impl.extra["sampling"]
+    return GenerateConfig.from_attrs(attributes(op), trie, **overrides)
+
+
+def closed_set_attrs(op: Op) -> tuple[bool, tuple[str, ...]]:
+    """(whether generation is constrained to a closed set of answers, the answers given)."""
+    attrs = attributes(op)
+    return attrs.get("constraint") == "trie", tuple(attrs.get("answers") or ())

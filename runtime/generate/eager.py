@@ -1,0 +1,102 @@
+"""Generation with the PyTorch model: the search of `search.py` run on torch tensors (any
+device), under no_grad.  See `search.py` for the algorithm."""
+from __future__ import annotations
+
+import torch
+
+from .search import NEG, GenerateConfig, Hypothesis, Trie, search
+
+__all__ = ["GenerateConfig", "Hypothesis", "Trie", "TorchArrays", "generate", "greedy"]
+
+
+class TorchArrays:
+    """The array operations the search needs, on torch tensors of one device."""
+
+    def __init__(self, device, seed: int | None = None):
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+
+    def long(self, x):
+        if isinstance(x, torch.Tensor):
+            return x.to(self.device).long()
+        return torch.tensor(x, dtype=torch.long, device=self.device)
+
+    def arange(self, n: int):
+        return torch.arange(n, device=self.device)
+
+    def zeros(self, shape, kind: str):
+        dtype = {"float": torch.float32, "bool": torch.bool, "long": torch.long}[kind]
+        return torch.zeros(shape, dtype=dtype, device=self.device)
+
+    def repeat(self, n: int, k: int):
+        return torch.arange(n, device=self.device).repeat_interleave(k)
+
+    def additive(self, mask, dtype):
+        return torch.zeros(mask.shape, dtype=dtype, device=self.device).masked_fill_(~mask, NEG)
+
+    def log_softmax(self, x):
+        return torch.log_softmax(x.float(), dim=-1)
+
+    def softmax(self, x):
+        return torch.softmax(x, dim=-1)
+
+    def copy(self, x):
+        return x.clone()
+
+    def cat(self, a, b):
+        return torch.cat([a, b], 1)
+
+    def isfinite(self, x):
+        return torch.isfinite(x)
+
+    def where(self, cond, a, b):
+        return torch.where(cond, a, b)
+
+    def any_rows(self, x):
+        return x.any(dim=1)
+
+    def row_max(self, x):
+        return x.max(dim=1)
+
+    def topk(self, x, k: int):
+        return x.topk(k, dim=1)
+
+    def sort_desc(self, x):
+        return x.sort(dim=1, descending=True)
+
+    def argsort(self, x):
+        return torch.argsort(x, dim=1, stable=True)
+
+    def gather(self, x, idx):
+        return x.gather(1, idx)
+
+    def scatter(self, x, idx, values):
+        return x.scatter(1, idx, values)
+
+    def cumsum(self, x):
+        return x.cumsum(1)
+
+    def nonzero(self, mask) -> list:
+        found = mask.nonzero()
+        return found.squeeze(1).tolist() if mask.dim() == 1 else found.tolist()
+
+    def multinomial(self, probs):
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+
+@torch.inference_mode()
+def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[Hypothesis]]:
+    """Per example, its hypotheses best first (`cfg.beam` of them when that many end)."""
+    was_training = model.training
+    model.eval()
+    device = batch.decoder.inputs.device
+    try:
+        return search(model, batch, cfg, TorchArrays(device, cfg.seed if cfg.sampling else None))
+    finally:
+        model.train(was_training)
+
+
+def greedy(model, batch, max_len: int = 64, min_len: int = 1, trie: Trie | None = None) -> list[list[int]]:
+    """The single best continuation per example (beam search with one beam)."""
+    cfg = GenerateConfig(beam=1, max_len=max_len, min_len=min_len, trie=trie)
+    return [hyps[0].tokens if hyps else [] for hyps in generate(model, batch, cfg)]

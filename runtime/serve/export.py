@@ -1,0 +1,228 @@
+"""`ofac export`: ONNX graphs of a trained model, and the ONNX Runtime model that runs them.
+
+The folder holds the encoder/decoder/decoder-with-past layout:
+
+  encoder_<inputs>.onnx   the input adaptors and the encoder, one graph per sequence of input
+                          adaptors the run's tasks use (e.g. `image_patch-text`); outputs the
+                          memory, its additive mask (0 real / -inf padding) and each decoder
+                          layer's cross-attention keys and values (computed once per source)
+  decoder.onnx            the first decoder call: BOS and the forced prefix at once -> logits of
+                          the last position and each layer's self-attention (k, v)
+  decoder_with_past.onnx  one new position over the cached (k, v) -> logits, the grown cache
+  manifest.json           graphs with their input/output names and dynamic axes, opset, the
+                          model config, which encoder serves which task, ofac version
+  programs.json, tokenizer.json, answers.json, config.json   as in the run directory
+
+Dynamic axes: batch, source length (and text lengths), prefix length, cache length.  Segments
+of one example are concatenated padded (a text segment keeps its padding, masked out), which
+the encoder's attention treats exactly as the compact sequence the PyTorch path builds.
+
+The folder is answered without torch by `ofac.runtime.deploy` (ONNX Runtime + numpy: the same
+IR executor, search and postprocessing as the PyTorch backend)."""
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ofac import __version__
+from ofac.modalities import ADAPTORS
+
+from ..store.files import write_json
+from .answer import OFASys
+from .onnx import FORMAT, ExportError, encoder_graph, encoder_inputs, takes_lengths
+
+__all__ = ["ExportError", "encoder_inputs", "export"]
+
+FILES = ("programs.json", "tokenizer.json", "answers.json", "config.json")
+
+
+# ------------------------------------------------------------------------------ graphs
+
+class _Encoder(nn.Module):
+    """The segments of one example concatenated padded (a padded text segment stays masked),
+    which the encoder's attention treats as the compact sequence `EncoderDecoder.encode` builds."""
+
+    def __init__(self, model, adaptors: tuple[str, ...]):
+        super().__init__()
+        self.m, self.adaptors = model, adaptors
+
+    def forward(self, inputs: tuple):
+        m, xs, masks, k = self.m, [], [], 0
+        for name in self.adaptors:
+            if takes_lengths(name):
+                x, n = m.embed_input(name, inputs[k], inputs[k + 1])
+                k += 2
+            else:
+                x, n = m.embed_input(name, inputs[k])
+                k += 1
+            xs.append(x)
+            masks.append(torch.arange(x.shape[1], device=x.device)[None] < n[:, None])
+        x, mask = torch.cat(xs, 1), torch.cat(masks, 1)[:, None, None]  # [B, S, D], [B, 1, 1, S]
+        memory = m.run_encoder(x, mask)
+        additive = torch.zeros(mask.shape, dtype=memory.dtype).masked_fill(~mask, float("-inf"))
+        cross = [t for kv in m.cross_cache(memory) for t in kv]
+        return (memory, additive, *cross)
+
+
+class _Decoder(nn.Module):
+    """First call (no cache): tokens [B, T] from position 0."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m = model
+
+    def forward(self, tokens, mask, cross: tuple):
+        L = len(self.m.decoder)
+        pairs = [(cross[2 * i], cross[2 * i + 1]) for i in range(L)]
+        logits, present = self.m.decode_step(tokens, 0, None, pairs, mask, last=True)
+        return (logits, *[t for kv in present for t in kv])
+
+
+class _DecoderWithPast(nn.Module):
+    """One new position `pos` [1] over the cached (k, v) of the earlier ones."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m = model
+
+    def forward(self, tokens, pos, mask, caches: tuple):
+        L = len(self.m.decoder)
+        past = [(caches[2 * i], caches[2 * i + 1]) for i in range(L)]
+        cross = [(caches[2 * L + 2 * i], caches[2 * L + 2 * i + 1]) for i in range(L)]
+        logits, present = self.m.decode_step(tokens, pos, past, cross, mask, last=True)
+        return (logits, *[t for kv in present for t in kv])
+
+
+def _example_inputs(model, adaptors, B: int = 2):
+    """Inputs to trace each adaptor's graph with, by what it takes (`ofac.modalities.ADAPTORS`)."""
+    cfg, out = model.cfg, []
+    for name in adaptors:
+        takes = ADAPTORS[name].takes
+        if takes == "tokens":
+            out += [torch.randint(4, cfg.vocab_size, (B, 7)), torch.tensor([7, 5][:B])]
+        elif takes == "frames":
+            out += [torch.randn(B, 40, cfg.n_mels), torch.tensor([40, 33][:B])]
+        elif takes == "clips":
+            out.append(torch.randn(B, cfg.video_frames, 3, cfg.image_size, cfg.image_size))
+        else:
+            out.append(torch.randn(B, 3, cfg.image_size, cfg.image_size))
+    return out
+
+
+def _export(module, args, dynamic, names_in, names_out, path: Path, opset: int) -> dict:
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(module, tuple(args), dynamo=True, dynamic_shapes=dynamic,
+                                        input_names=names_in, output_names=names_out, opset_version=opset,
+                                        verbose=False)
+        except Exception as err:  # the exporter raises many kinds; all mean "does not convert"
+            text = str(err)
+            cause = text.split("## Exception summary", 1)[-1].strip().splitlines()[0] if text else type(err).__name__
+            raise ExportError(f"the graph `{path.stem}` does not convert to ONNX: {cause}",
+                              help="report it with the run's config.json; other graphs were not written") from None
+    program.save(str(path))
+    try:
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"the exported graph `{path.stem}` is not valid ONNX: {str(err).splitlines()[0]}") from None
+    return {"file": path.name, "inputs": names_in, "outputs": names_out}
+
+
+def export(run_dir: str | Path, out: str | Path, checkpoint: str = "best", opset: int = 23,
+           tasks: list[str] | None = None, log=None) -> Path:
+    """Write the ONNX folder of a run; all or nothing (built under a temporary name)."""
+    from torch.export import Dim
+
+    log = log or (lambda msg: None)
+    system = OFASys.from_pretrained(run_dir, checkpoint)
+    model = system.backend.model.float().eval()
+    chosen = tasks or system.tasks
+    unknown = [t for t in chosen if t not in system.programs]
+    if unknown:
+        raise ExportError(f"no task {', '.join(map(repr, unknown))} in this run",
+                          help=f"tasks: {', '.join(system.tasks)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ExportError("the output folder is not empty", help="give a new --out; nothing was overwritten",
+                          path=out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        L, cfg = len(model.decoder), model.cfg
+        H, Dh = cfg.heads, cfg.d_model // cfg.heads
+        batch, source, prefix, past = Dim("batch"), Dim("source"), Dim("prefix"), Dim("past")
+        cross_names = [f"cross_{kv}_{i}" for i in range(L) for kv in "kv"]
+        present = [f"present_{kv}_{i}" for i in range(L) for kv in "kv"]
+        past_names = [f"past_{kv}_{i}" for i in range(L) for kv in "kv"]
+        graphs, encoders = {}, {}
+        signatures = {}
+        for name in chosen:
+            sig = encoder_inputs(system.programs[name])
+            if not sig:
+                raise ExportError(f"task `{name}` has no encoder input", help="export the other tasks (--task)")
+            signatures.setdefault(sig, []).append(name)
+        with torch.no_grad():
+            for sig, names in signatures.items():
+                gname = encoder_graph(sig)
+                args, dyn, ins = [], [], []
+                for k, ((adaptor, kind), x) in enumerate(zip(_flat(sig), _example_inputs(model, sig))):
+                    args.append(x)
+                    ins.append(f"{adaptor}_{kind}_{k}")
+                    variable = takes_lengths(adaptor) and kind == "values"
+                    dyn.append({0: batch, 1: Dim(f"length_{k}")} if variable else {0: batch})
+                log(f"exporting {gname} (tasks {', '.join(names)})")
+                graphs[gname] = _export(_Encoder(model, sig), [tuple(args)], (tuple(dyn),), ins,
+                                        ["memory", "mask", *cross_names], tmp / f"{gname}.onnx", opset)
+                graphs[gname]["adaptors"] = list(sig)
+                for n in names:
+                    encoders[n] = gname
+            S = 9
+            mask = torch.zeros(2, 1, 1, S)
+            cross = tuple(torch.randn(2, H, S, Dh) for _ in range(2 * L))
+            cross_dyn = tuple({0: batch, 2: source} for _ in range(2 * L))
+            log("exporting decoder")
+            graphs["decoder"] = _export(_Decoder(model), [torch.randint(4, cfg.vocab_size, (2, 3)), mask, cross],
+                                        ({0: batch, 1: prefix}, {0: batch, 3: source}, cross_dyn),
+                                        ["tokens", "mask", *cross_names], ["logits", *present],
+                                        tmp / "decoder.onnx", opset)
+            caches = tuple(torch.randn(2, H, 5, Dh) for _ in range(2 * L)) + cross
+            log("exporting decoder_with_past")
+            graphs["decoder_with_past"] = _export(
+                _DecoderWithPast(model), [torch.randint(4, cfg.vocab_size, (2, 1)), torch.tensor([5]), mask, caches],
+                ({0: batch}, None, {0: batch, 3: source}, tuple({0: batch, 2: past} for _ in range(2 * L)) + cross_dyn),
+                ["tokens", "pos", "mask", *past_names, *cross_names], ["logits", *present],
+                tmp / "decoder_with_past.onnx", opset)
+        run = Path(run_dir)
+        for f in FILES:
+            if (run / f).exists():
+                shutil.copyfile(run / f, tmp / f)
+        write_json(tmp / "manifest.json", {
+            "ofac_version": __version__, "opset": opset, "format": FORMAT, "checkpoint": str(system.weights),
+            "model": cfg.to_dict(), "layers": L, "heads": H, "head_dim": Dh, "graphs": graphs, "encoders": encoders,
+            "tasks": chosen, "adaptors": sorted({a for sig in signatures for a in sig})})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _flat(sig: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Graph inputs of a signature: (adaptor, values) and, for variable-length ones, (adaptor, lengths)."""
+    out = []
+    for name in sig:
+        out.append((name, "values"))
+        if takes_lengths(name):
+            out.append((name, "lengths"))
+    return out
