@@ -23,6 +23,7 @@ def ofac_runner(batch_size: int, beam: int):
     import torch
 
     from ofac.runtime.data.collate import Batch
+    from ofac.runtime.data.targets import TokenBatch
     from ofac.runtime.generate.eager import GenerateConfig, generate
     from ofac.runtime.model.config import ModelConfig
     from ofac.runtime.model.network import EncoderDecoder
@@ -33,9 +34,10 @@ def ofac_runner(batch_size: int, beam: int):
     g = torch.Generator().manual_seed(1)
     src = torch.randint(5, VOCAB, (batch_size, SRC), generator=g)
     B = batch_size
+    decoder = TokenBatch(torch.full((B, 1), BOS), torch.full((B, 1), BOS), torch.zeros(B, 1, dtype=torch.bool),
+                         torch.zeros(B, dtype=torch.long))
     batch = Batch(["bench"] * B, {"text": src}, {"text": torch.full((B,), SRC)}, [[("text", i)] for i in range(B)],
-                  torch.full((B, 1), BOS), torch.full((B, 1), BOS), torch.zeros(B, 1, dtype=torch.bool),
-                  torch.zeros(B, dtype=torch.long))
+                  "tokens", decoder)
     # STEPS decoder steps: STEPS - 1 generated tokens, then the EOS that max_len forces
     cfg = GenerateConfig(beam=beam, min_len=STEPS - 1, max_len=STEPS - 1, len_penalty=1.0)
 

@@ -51,12 +51,15 @@ def batch_for_ofac():
     import torch
 
     from ofac.runtime.data.collate import Batch
+    from ofac.runtime.data.targets import TokenBatch
 
     g = torch.Generator().manual_seed(0)
     src = torch.randint(5, VOCAB, (B, SRC), generator=g)
     tgt = torch.randint(5, VOCAB, (B, TGT + 1), generator=g)
+    decoder = TokenBatch(tgt[:, :-1], tgt[:, 1:], torch.ones(B, TGT, dtype=torch.bool),
+                         torch.zeros(B, dtype=torch.long))
     return Batch(["bench"] * B, {"text": src}, {"text": torch.full((B,), SRC)}, [[("text", i)] for i in range(B)],
-                 tgt[:, :-1], tgt[:, 1:], torch.ones(B, TGT, dtype=torch.bool), torch.zeros(B, dtype=torch.long))
+                 "tokens", decoder)
 
 
 def run_ofac(steps: int, precision: str):
@@ -75,7 +78,7 @@ def run_ofac(steps: int, precision: str):
     def step():
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
             logits = model(batch)
-        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch.target.flatten())
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch.decoder.target.flatten())
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -163,10 +163,11 @@ TRAIN = BlockSchema("train", "the optimization of all tasks together", (
     Setting("num_workers", "int", "data loader workers per task", default=0, lo=0),
 ))
 
-EXPORT = BlockSchema("export", "ONNX export", (
-    Setting("opset", "int", "ONNX opset", default=18, lo=13),
+EXPORT = BlockSchema("export", "what `ofac export RUN_DIR` writes by default (its options win)", (
+    Setting("opset", "int", "ONNX opset: 23 (attention as one node, ONNX Runtime >= 1.23) or 18 (any runtime)",
+            default=23, lo=18),
     Setting("tasks", "names", "export only these tasks (default: all)", default=()),
-    Setting("out", "path", "output folder", default="export"),
+    Setting("out", "path", "the export folder, relative to the run directory", default="onnx"),
 ))
 
 BLOCKS: dict[str, BlockSchema] = {b.kind: b for b in (TASK, MODEL, TRAIN, EXPORT, GENERATE)}

@@ -236,12 +236,14 @@ def eval_(
 @app.command("export")
 def export_(
     run_dir: Path = typer.Argument(..., help="A run directory (written by `ofac run`)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The export folder (default RUN_DIR/onnx).",
-                                       show_default=False),
-    task: List[str] = typer.Option([], "--task", "-t", help="Export only this task (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The export folder (default: export { out } "
+                                       "of the run's task file, RUN_DIR/onnx).", show_default=False),
+    task: List[str] = typer.Option([], "--task", "-t", help="Export only this task (repeatable; default: export "
+                                   "{ tasks }, all)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, latest, or a checkpoint folder."),
-    opset: int = typer.Option(23, "--opset", min=18, help="ONNX opset: 23 (attention as one node, ONNX Runtime "
-                              ">= 1.23) or 18 (any runtime)."),
+    opset: Optional[int] = typer.Option(None, "--opset", min=18, help="ONNX opset: 23 (attention as one node, ONNX "
+                                        "Runtime >= 1.23) or 18 (any runtime); default export { opset }, 23.",
+                                        show_default=False),
 ) -> None:
     """Write ONNX graphs (encoders, decoder, decoder-with-past) that `ofac infer --backend onnx` runs."""
     err = console(stderr=True)
@@ -250,8 +252,7 @@ def export_(
 
     try:
         with err.status("exporting") as status:
-            folder = export(run_dir, out or run_dir / "onnx", checkpoint, opset, task or None,
-                            log=lambda m: status.update(m))
+            folder = export(run_dir, out, checkpoint, opset, task or None, log=lambda m: status.update(m))
     except RunError as e:
         print_diagnostics(e.diagnostics, err)
         raise typer.Exit(1) from None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ofac.ir import TaskIR
-from ofac.settings import MODEL, TASK, TRAIN
+from ofac.settings import EXPORT, MODEL, TASK, TRAIN
 
 from ..exec.run import TaskRunner
 from .rows import TaskData
@@ -33,6 +33,7 @@ class RunDefinition:
     train: dict
     source: str = "<api>"
     base_dir: Path = Path(".")
+    export: dict = field(default_factory=dict)  # the export block: `ofac export`'s defaults
 
     def task(self, name: str) -> TaskIR:
         return next(t.ir for t in self.tasks if t.name == name)
@@ -58,7 +59,8 @@ def as_definition(run, base_dir: Path | None = None) -> RunDefinition:
         tasks.append(TaskDefinition(ir, settings, {k: v for k, v in data.items() if v}))
     return RunDefinition(tasks, {**defaults(MODEL), **dict(run.checked.model)},
                          {**defaults(TRAIN), **dict(run.checked.train)}, run.path,
-                         Path(base_dir) if base_dir is not None else Path(run.path).parent)
+                         Path(base_dir) if base_dir is not None else Path(run.path).parent,
+                         {**defaults(EXPORT), **dict(run.checked.export)})
 
 
 def task_data(run, split: str, vocab) -> dict[str, TaskData]:

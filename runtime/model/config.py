@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 from ofac.settings import model_sizes, size_conflicts
 
+from ..errors import NotSupportedYet
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -31,6 +33,9 @@ class ModelConfig:
     def from_settings(cls, model: dict, vocab_size: int, adaptors, bin_ids: tuple[int, int] = (0, 0),
                       outputs=("tokens",)) -> "ModelConfig":
         """From a `.ofa` model block: the preset, then any field it overrides."""
+        if model.get("positions", "learned") != "learned":
+            raise NotSupportedYet(f"`positions = {model['positions']}`",
+                                  help="the model's positions are learned embeddings; leave `positions` out")
         return cls(vocab_size=vocab_size, adaptors=tuple(sorted(set(adaptors))), bin_ids=tuple(bin_ids),
                    outputs=tuple(sorted(set(outputs))), **model_sizes(model))
 

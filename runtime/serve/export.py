@@ -136,20 +136,24 @@ def _export(module, args, dynamic, names_in, names_out, path: Path, opset: int) 
     return {"file": path.name, "inputs": names_in, "outputs": names_out}
 
 
-def export(run_dir: str | Path, out: str | Path, checkpoint: str = "best", opset: int = 23,
+def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str = "best", opset: int | None = None,
            tasks: list[str] | None = None, log=None) -> Path:
-    """Write the ONNX folder of a run; all or nothing (built under a temporary name)."""
+    """Write the ONNX folder of a run; all or nothing (built under a temporary name).  What is
+    not given comes from the task file's `export { }` block (kept in the run's config.json):
+    the folder (relative to the run directory; default `onnx`), the opset (23), the tasks (all)."""
     from torch.export import Dim
 
     log = log or (lambda msg: None)
     system = OFASys.from_pretrained(run_dir, checkpoint)
+    block = system.config.get("export") or {}
+    out = Path(out) if out is not None else Path(run_dir) / block.get("out", "onnx")
+    opset = opset or block.get("opset", 23)
     model = system.backend.model.float().eval()
-    chosen = tasks or system.tasks
+    chosen = tasks or list(block.get("tasks") or ()) or system.tasks
     unknown = [t for t in chosen if t not in system.programs]
     if unknown:
         raise ExportError(f"no task {', '.join(map(repr, unknown))} in this run",
                           help=f"tasks: {', '.join(system.tasks)}")
-    out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ExportError("the output folder is not empty", help="give a new --out; nothing was overwritten",
                           path=out)

@@ -222,7 +222,8 @@ class TrainingRun:
         return {"ofac_version": __version__, "model": cfg.to_dict(), "tasks": [t.name for t in self.run.tasks],
                 "model_block": {k: v for k, v in self.run.model.items() if not isinstance(v, tuple)},
                 "source": str(source.resolve()) if source.is_file() else self.run.source,
-                "train": self.options.to_dict()}
+                "train": self.options.to_dict(), "export": {k: list(v) if isinstance(v, tuple) else v
+                                                           for k, v in self.run.export.items()}}
 
     def _run_dir(self) -> tuple[Vocab, dict, Path | None]:
         ckpt = latest_checkpoint(self.dir.path) if self.dir.path.exists() else None

@@ -50,11 +50,22 @@ def trained_and_untrained(ex: Path, task_file: str, run: Path, steps: int) -> tu
     return trained, before
 
 
+def _closed_set(ex: Path, task_file: str, task: str) -> bool:
+    return bool(load(ex / task_file).task(task).programs[0].only("loss").get("constrained"))
+
+
 def loss_fell(ex: Path, task_file: str, task: str, trained: float, before: float, nats: float) -> bool:
     """The loss fell by `nats`; for a closed-set task, whose loss is over its answers' tokens (as
     OFASys trains it) and starts near log(answers), to under half."""
-    constrained = load(ex / task_file).task(task).programs[0].only("loss").get("constrained")
-    return trained < 0.5 * before if constrained else trained < before - nats
+    return trained < 0.5 * before if _closed_set(ex, task_file, task) else trained < before - nats
+
+
+def accuracy_rose(ex: Path, task_file: str, task: str, trained: float, before: float, margin: float) -> bool:
+    """Token accuracy rose by `margin`; for a closed-set task, whose untrained model already
+    guesses among its answers' tokens (and always right at their end), its errors fell to 60%."""
+    if _closed_set(ex, task_file, task):
+        return 1 - trained < 0.6 * (1 - before)
+    return trained > before + margin
 
 
 def test_the_demo_learns_every_task(tmp_path):
@@ -64,7 +75,8 @@ def test_the_demo_learns_every_task(tmp_path):
         assert loss_fell(ex, "demo.ofa", task, trained[task]["loss"], before[task]["loss"], 1.0), task
         # grounding guesses one of 64 bins per coordinate: 0.1 is six times chance
         margin = 0.1 if task == "grounding" else 0.3
-        assert trained[task]["token_accuracy"] > before[task]["token_accuracy"] + margin, task
+        assert accuracy_rose(ex, "demo.ofa", task, trained[task]["token_accuracy"], before[task]["token_accuracy"],
+                             margin), task
     assert trained["vqa"]["accuracy"] > before["vqa"]["accuracy"] + 0.2
     assert trained["sql"]["sql_execution"] > before["sql"]["sql_execution"] + 0.3
 
@@ -84,7 +96,8 @@ def test_the_zoo_learns_every_task(tmp_path):
         assert loss_fell(ex, "multitask.ofa", task, trained[task]["loss"], before[task]["loss"], 2.0), task
         # box targets are mostly bins, one of 64 per coordinate: 0.1 is six times chance
         margin = 0.1 if task in ("grounding", "detection") else 0.2
-        assert trained[task]["token_accuracy"] > before[task]["token_accuracy"] + margin, task
+        assert accuracy_rose(ex, "multitask.ofa", task, trained[task]["token_accuracy"],
+                             before[task]["token_accuracy"], margin), task
     # the task metrics that 250 updates move well clear of the untrained model (measured: caption
     # CIDEr 0 -> 2.4, VQA 0.12 -> 0.71, SQL 0 -> 0.38, BLEU 0 -> 0.95, ROUGE-L 0 -> 0.98, digits
     # 0.10 -> 0.77, WER 1.0 -> 0.58); the box, video and infilling metrics need more updates

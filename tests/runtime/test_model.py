@@ -166,3 +166,25 @@ def test_the_resnet_stem_yields_the_patch_grid_and_ignores_batch_mates(patch):
     digits_like = torch.zeros(2, 3, 64, 64)  # a very different batch mate
     alone = stem(torch.cat([images[:1], digits_like]))[0][0]
     assert torch.allclose(alone, out[0], atol=1e-5)
+
+
+def test_the_first_losses_of_a_fixed_run_are_pinned(vocab):
+    """A loss-regression pin (as torchtune keeps): the first three losses of a fixed model, batch
+    and optimizer.  A change to initialization, the forward pass or the loss moves them; update
+    the pins only for an intended change, and say so in its commit."""
+    runner = TaskRunner(lower("reverse: [TEXT:s] -> [TEXT:t]"), vocab, "valid")
+    rows = [("red circle", "circle red"), ("blue square", "square blue")]
+    batch = collate([runner({"s": s, "t": t}, np.random.default_rng(0)) for s, t in rows]).to("cpu")
+    torch.manual_seed(0)
+    model = EncoderDecoder(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
+                                       decoder_layers=1, heads=2, dropout=0.0))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(3):
+        terms = label_smoothed_ce(model(batch), batch.decoder, {"eps": 0.1})
+        loss = terms.total / batch.decoder.target_tokens
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses == pytest.approx([7.32858, 5.79012, 4.79605], rel=1e-4)

@@ -165,6 +165,22 @@ def test_loss_mean_tasks_gives_every_task_its_mean_token_loss(tmp_path, monkeypa
             torch.testing.assert_close(seen["grads"][name], p.grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
+def test_the_run_keeps_the_export_block_and_refuses_unbuilt_model_settings(tmp_path):
+    make_task_file(tmp_path, steps=1)
+    source = (tmp_path / "t.ofa").read_text() + "export {\n    opset = 18\n    tasks = [middle]\n}\n"
+    compiled, _ = compile_source(source, str(tmp_path / "t.ofa"), tmp_path)
+    TrainingRun(compiled, tmp_path).fit()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["export"]
+    assert saved == {"opset": 18, "tasks": ["middle"], "out": "onnx"}
+    from ofac.runtime.errors import NotSupportedYet
+
+    rotary, _ = compile_source(source.replace("heads = 4", "heads = 4  positions = rotary"), str(tmp_path / "t.ofa"),
+                               tmp_path)
+    with pytest.raises(NotSupportedYet, match="positions = rotary"):
+        TrainingRun(rotary, tmp_path, out=tmp_path / "rotary").fit()
+    assert not (tmp_path / "rotary").exists()
+
+
 def test_run_directory_is_never_overwritten(tmp_path):
     compiled = make_task_file(tmp_path, steps=4)
     TrainingRun(compiled, tmp_path).fit()
