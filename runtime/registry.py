@@ -56,10 +56,15 @@ class Registry:
 
     def get(self, op: Op) -> Implementation:
         """The implementation of `op`; NotSupportedYet if there is none yet."""
-        impl = self.entries.get(op.name)
+        return self.named(op.name, f"`{op.opcode}` ({op.where()})")
+
+    def named(self, name: str, what: str | None = None) -> Implementation:
+        """The implementation registered as `name`; NotSupportedYet (about `what`) if there is
+        none yet."""
+        impl = self.entries.get(name)
         if impl is None or impl.unsupported:
             why = impl.unsupported if impl is not None else f"implemented: {', '.join(self.names())}"
-            raise NotSupportedYet(f"`{op.opcode}` ({op.where()})", help=why)
+            raise NotSupportedYet(what or f"`{self.kind}.{name}`", help=why)
         return impl
 
     def check(self, op: Op) -> Implementation:

@@ -47,16 +47,14 @@ class EncoderDecoder(nn.Module):
         self.types = nn.ParameterDict({n: nn.Parameter(torch.zeros(d)) for n in names})  # which segment is which
         self.encoder = nn.ModuleList(Layer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(Layer(cfg, cross=True) for _ in range(cfg.decoder_layers))
-        self.heads = nn.ModuleDict({h: HEADS.entries[h].run(cfg, self.embed) for h in cfg.outputs})
+        self.heads = nn.ModuleDict({h: HEADS.named(h).run(cfg, self.embed) for h in cfg.outputs})
         self.ln_enc, self.ln_dec, self.ln_emb = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
         # what an example with no encoder input (`-> [TEXT:x]`) attends to
         self.empty = nn.Parameter(torch.zeros(1, d))
 
     def _adaptor(self, name: str) -> nn.Module:
-        impl = ADAPTORS.entries.get(name)
-        if impl is None:
-            raise NotImplementedError(f"adaptor `{name}` is not supported by the ofac runtime yet")
+        impl = ADAPTORS.named(name)
         return impl.run(self.cfg, self.embed) if impl.extra.get("shares_embedding") else impl.run(self.cfg)
 
     @property
