@@ -28,7 +28,7 @@ TYPES = {
 
 
 @dataclass(frozen=True)
-class Attr:
+class OpAttr:
     name: str
     type: str  # a key of TYPES
     required: bool = True
@@ -41,13 +41,13 @@ class OpKind:
     doc: str
     arity: tuple[int, int | None]  # (fewest, most) arguments; None: no upper bound
     arg_kinds: tuple[str, ...] = ()  # the kinds its arguments may be (empty: takes none)
-    attrs: tuple[Attr, ...] = ()
+    attrs: tuple[OpAttr, ...] = ()
     named: bool = False  # takes the name of a registered implementation
     unique: bool = False  # exactly one per program
     sink: bool = False  # its result need not be used (the program's outputs)
     open_attrs: bool = False  # named implementations add attributes of their own
 
-    def attr(self, name: str) -> Attr | None:
+    def attr(self, name: str) -> OpAttr | None:
         return next((a for a in self.attrs if a.name == name), None)
 
 
@@ -55,8 +55,8 @@ SIDES = ("encoder", "decoder")
 
 OP_KINDS: dict[str, OpKind] = {k.kind: k for k in (
     OpKind("read", "a data column of the row", (0, 0),
-           attrs=(Attr("column", "str"), Attr("modality", "str"), Attr("side", "str", choices=SIDES),
-                  Attr("repeated", "bool"))),
+           attrs=(OpAttr("column", "str"), OpAttr("modality", "str"), OpAttr("side", "str", choices=SIDES),
+                  OpAttr("repeated", "bool"))),
     OpKind("preprocess", "a column's value (or constant text) made into what an adaptor takes; a box "
            "takes its image's preprocessing as second argument, whose geometry it follows", (0, 2),
            ("read", "preprocess"), named=True, open_attrs=True),
@@ -64,14 +64,14 @@ OP_KINDS: dict[str, OpKind] = {k.kind: k for k in (
            ("preprocess", "repeat")),
     OpKind("group", "token pieces fused into one sequence, as OFASys groups adjacent token slots", (1, None),
            ("preprocess", "repeat"),
-           attrs=(Attr("bos", "bool"), Attr("eos", "bool"), Attr("max_length", "int", required=False),
-                  Attr("loss", "list", required=False))),
+           attrs=(OpAttr("bos", "bool"), OpAttr("eos", "bool"), OpAttr("max_length", "int", required=False),
+                  OpAttr("loss", "list", required=False))),
     OpKind("adapt", "a segment made into model-width vectors by a registered adaptor", (1, 1),
-           ("preprocess", "group"), attrs=(Attr("side", "str", choices=SIDES),), named=True),
+           ("preprocess", "group"), attrs=(OpAttr("side", "str", choices=SIDES),), named=True),
     OpKind("encoder", "the encoder's input: its segments in order", (0, None), ("adapt",), unique=True, sink=True),
     OpKind("target", "what the decoder produces, by a registered output head", (1, 1), ("adapt",), named=True,
            unique=True, open_attrs=True),
-    OpKind("loss", "how the head's target is trained", (1, 1), ("target",), attrs=(Attr("weight", "float"),),
+    OpKind("loss", "how the head's target is trained", (1, 1), ("target",), attrs=(OpAttr("weight", "float"),),
            named=True, unique=True, sink=True, open_attrs=True),
     OpKind("generate", "how the head's target is generated at inference", (1, 1), ("target",), named=True,
            unique=True, open_attrs=True),
