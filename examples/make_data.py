@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sqlite3
 from pathlib import Path
@@ -241,7 +242,11 @@ def main() -> None:
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--zoo", action="store_true", help="also the video, infilling and table-to-text tasks")
     args = ap.parse_args()
-    stamp = {"scenes": args.scenes, "valid": args.valid, "seed": args.seed, "version": 3, "zoo": args.zoo}
+    # $OFAC_MAX_ROWS: a smoke run (the documentation's tests) writes at most this many train and
+    # valid rows per task; scenes keep their numbers (valid scenes start at --scenes)
+    cap = int(os.environ.get("OFAC_MAX_ROWS") or 0) or None
+    stamp = {"scenes": args.scenes, "valid": args.valid, "seed": args.seed, "version": 3, "zoo": args.zoo,
+             "max_rows": cap}
     marker = args.out / "settings.json"
     if not args.force and marker.exists() and json.loads(marker.read_text()) == stamp:
         print(f"{args.out}: up to date")
@@ -257,7 +262,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     total = args.scenes + args.valid
     scenes = [scene(rng) for _ in range(total)]
-    split = {"train": range(args.scenes), "valid": range(args.scenes, total)}
+    split = {"train": range(min(args.scenes, cap or args.scenes)),
+             "valid": range(args.scenes, args.scenes + min(args.valid, cap or args.valid))}
     for part, idx in split.items():
         tasks: dict[str, list] = {}
         for i in idx:
@@ -268,17 +274,16 @@ def main() -> None:
                 for name, row in zoo_rows(args.out, i, random.Random(args.seed * 1_000_003 + i), speaker).items():
                     tasks.setdefault(name, []).append(row)
         if digits is not None:
-            tasks["digits"] = digits[part]
-        tasks["sql"] = sql_task(args.out, scenes, random.Random(args.seed + (part == "valid")),
-                                args.scenes if part == "train" else args.valid)
+            tasks["digits"] = digits[part][:cap]
+        tasks["sql"] = sql_task(args.out, scenes, random.Random(args.seed + (part == "valid")), len(idx))
         for name, rows in tasks.items():
             (args.out / f"{name}_{part}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if speaker is not None:
         speaker.close()
     marker.write_text(json.dumps(stamp))
     extra = "; video, infill, table2text, compress, speech, digits" if args.zoo else ""
-    print(f"{args.out}: {args.scenes} train and {args.valid} valid scenes; caption, vqa, grounding, detection, "
-          f"sql{extra}")
+    print(f"{args.out}: {len(split['train'])} train and {len(split['valid'])} valid scenes; caption, vqa, grounding, "
+          f"detection, sql{extra}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
 Images are the shapes scenes the captions, questions and boxes describe; audio is a tone
 sequence per spoken word (a stand-in until the example zoo synthesizes speech); video is a
-square moving the way its caption says.  The files are generated, not shipped."""
+square moving the way its caption says.  They are small and shipped (examples/data/images,
+audio, video); this script writes them again, the same."""
 from __future__ import annotations
 
 import argparse

@@ -72,4 +72,5 @@ RUNTIME_CODES = {
     "E0118": "an instruction the checkpoint cannot serve (an input it has no adaptor for)",
     "E0119": "an export that cannot be written (a graph that does not convert, a non-empty output folder)",
     "E0120": "an export the installed ONNX Runtime cannot run (its opset is newer than the runtime)",
+    "E0121": "an environment variable ofac reads holds a value it cannot use",
 }

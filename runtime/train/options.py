@@ -2,7 +2,21 @@
 with the schema's defaults (`ofac.settings.TRAIN`; a test keeps the two in step)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields, replace
+
+from ..errors import DataError
+
+
+def max_steps() -> int | None:
+    """$OFAC_MAX_STEPS: at most this many updates in any run (None when unset)."""
+    value = os.environ.get("OFAC_MAX_STEPS")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise DataError("E0121", f"OFAC_MAX_STEPS={value!r} is not a positive number of steps",
+                        help="unset it, or give a whole number such as OFAC_MAX_STEPS=2")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -32,10 +46,13 @@ class TrainOptions:
     @classmethod
     def from_settings(cls, train: dict, **overrides) -> "TrainOptions":
         """From a train block's resolved values; `overrides` (the command line's, None: not
-        given) win."""
+        given) win; the environment's $OFAC_MAX_STEPS caps the steps (smoke runs of examples
+        whose settings are for a full run, such as the documentation's tests)."""
         names = {f.name for f in fields(cls)}
         given = {k: v for k, v in train.items() if k in names}
-        return replace(cls(**given), **{k: v for k, v in overrides.items() if v is not None})
+        options = replace(cls(**given), **{k: v for k, v in overrides.items() if v is not None})
+        cap = max_steps()
+        return replace(options, steps=min(options.steps, cap)) if cap else options
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -41,7 +41,7 @@ from ..vocab.tokenizer import Vocab
 from . import update
 from .distributed import Parallel
 from .ema import EMA
-from .options import TrainOptions
+from .options import TrainOptions, max_steps
 from .schedule import build_optimizer, resume_schedule
 from .validation import Best, Validation
 
@@ -89,6 +89,8 @@ class TrainingRun:
         if not self.par.main:  # rank 0 speaks for the run
             self.log, self.on_record = (lambda msg: None), (lambda record: None)
         try:
+            if max_steps() is not None and max_steps() == self.options.steps:
+                self.log(f"OFAC_MAX_STEPS caps this run at {self.options.steps} steps")
             self.setup()
             try:
                 return self.train()

@@ -50,34 +50,3 @@ def test_bad_rows_are_diagnostics_with_file_and_row(tmp_path):
 
 def test_unknown_task_is_a_usage_error(tmp_path):
     assert runner.invoke(app, ["data", str(ROOT / "examples" / "families.ofa"), "-t", "nope"]).exit_code == 2
-
-
-def test_the_readme_python_examples_run(tmp_path, monkeypatch):
-    import re
-
-    ex = _examples(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) == 3
-    monkeypatch.chdir(ex.parent)
-    # the inference example answers from the demo run: a small demo, trained for a few steps
-    made = subprocess.run([sys.executable, str(ex / "make_data.py"), "--scenes", "24", "--valid", "8"],
-                          capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    from ofac import load
-    from ofac.runtime.train.recipe import TrainingRun
-
-    TrainingRun(load(ex / "demo.ofa"), ex, steps=2).fit()
-    scopes = []
-    for code in blocks:
-        code = code.replace("num_workers=2", "num_workers=0").replace("steps=20", "steps=2")
-        scope: dict = {}
-        exec(compile(code, "README.md", "exec"), scope)
-        scopes.append(scope)
-    api, infer, data = scopes
-    assert (ex.parent / "boxed.png").exists() and len(infer["box"].boxes) == 1
-    assert all(a.text in {"red", "blue", "green", "yellow", "zero", "one", "two", "three"} for a in infer["answers"])
-    assert api["model"].run_dir == ex.parent / "runs" / "api" and (ex.parent / "runs" / "api" / "checkpoints").exists()
-    mixed, batch = data["mixed"], data["batch"]
-    # mixing = all: each update is one micro-batch of every task, the video task last
-    assert mixed.update == 9 and mixed.last_of_update and batch.tasks == ["video_caption"]
-    assert batch.inputs["video_image_sequence"].dtype.is_floating_point and not batch.norms

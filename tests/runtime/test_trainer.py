@@ -333,3 +333,18 @@ train { steps = 2  out = run }
     with pytest.raises(NotSupportedYet, match="sql_execution"):
         TrainingRun(compiled, tmp_path).fit()
     assert not (tmp_path / "run").exists()  # a failed start leaves nothing
+
+
+def test_ofac_max_steps_caps_a_run_and_says_so(tmp_path, monkeypatch):
+    from ofac.runtime.errors import DataError
+
+    compiled = make_task_file(tmp_path, steps=60)
+    monkeypatch.setenv("OFAC_MAX_STEPS", "3")
+    said = []
+    result = TrainingRun(compiled, tmp_path, log=said.append).fit()
+    assert result.step == 3 and "OFAC_MAX_STEPS caps this run at 3 steps" in said
+    assert [r for r in result.history if "valid" in r]  # the last (capped) step validates
+    monkeypatch.setenv("OFAC_MAX_STEPS", "three")
+    with pytest.raises(DataError) as err:
+        TrainingRun(compiled, tmp_path, out=tmp_path / "other").fit()
+    assert err.value.diagnostic.code == "E0121" and not (tmp_path / "other").exists()
