@@ -15,6 +15,7 @@ from ..data.collate import collate
 from ..data.rows import TaskData, samples_of
 from ..generate.eager import generate
 from ..generate.search import Hypothesis
+from ..threads import govern
 from .scorer import Scorer
 
 __all__ = ["Evaluation", "evaluate"]
@@ -36,6 +37,7 @@ def evaluate(model, data: TaskData, scorer: Scorer, device, batch_size: int = 16
     preds, refs, rows = [], [], []
     for lo in range(0, len(data), batch_size):
         samples = samples_of(data, lo, min(lo + batch_size, len(data)))
+        govern()
         if samples:
             batch = collate(samples).to(device)
             numbers = model.heads[batch.head].teacher_forced(model(batch), batch.decoder, scorer.teacher_trie)

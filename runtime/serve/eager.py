@@ -13,6 +13,7 @@ from ..model.network import EncoderDecoder
 from ..store.checkpoint import latest_checkpoint, load_weights
 from ..store.files import CheckpointError
 from ..store.rundir import RunDir
+from ..threads import govern
 
 
 class TorchBackend:
@@ -48,6 +49,7 @@ class TorchBackend:
 
     def answer(self, samples, generation):
         """Batch `samples` and search: (hypotheses per sample, meta per sample)."""
+        govern()
         batch = collate(samples).to(self.device)
         return generate(self.model, batch, generation), batch.meta
 

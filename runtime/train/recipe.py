@@ -37,6 +37,7 @@ from ..store.checkpoint import (
 )
 from ..store.files import CheckpointError
 from ..store.rundir import RunDir
+from ..threads import govern
 from ..vocab.tokenizer import Vocab
 from . import update
 from .distributed import Parallel
@@ -278,6 +279,7 @@ class TrainingRun:
         """Step, log, validate, checkpoint; False to stop early."""
         o = self.options
         update.step(self.par, self.model, self.opt, self.sched, self.totals, self.names, o.loss_mean, o.clip_norm)
+        govern(self.log)  # threads follow the cores other processes leave free
         if self.ema is not None:
             self.ema.update(self.par.unwrap(self.model))
         self.step = step
