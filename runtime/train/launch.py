@@ -11,6 +11,7 @@ from rich.console import Console
 from ..errors import RunError
 from .display import TrainDisplay
 from .distributed import launched, torchrun
+from .options import TrainOptions
 from .recipe import TrainingRun
 
 
@@ -22,12 +23,17 @@ def run_file(compiled, base_dir: Path, console, *, nproc: int = 1, relaunch: lis
     if nproc > 1 and not launched():
         return torchrun(nproc, list(relaunch), console)
     rank = int(os.environ.get("RANK", 0)) if launched() else 0
-    total = steps or dict(compiled.checked.train).get("steps", 1000)
+    try:
+        total = TrainOptions.from_settings(dict(compiled.checked.train), steps=steps).steps  # OFAC_MAX_STEPS too
+    except RunError as e:
+        if report is not None:
+            report(e.diagnostics)
+        return 1
     display = TrainDisplay(console if rank == 0 else Console(stderr=True, quiet=True), total,
                            {t.task: t.get("metric") for t in compiled.tasks})
-    # the live table shows progress; without a terminal, what is not a step line is printed
-    log = (lambda msg: None) if display.live else (lambda msg: None if msg.startswith("step ") else
-                                                   console.print(msg, highlight=False))
+    # step lines are the display's (the live table, or its periodic lines); other messages
+    # (resumed, a thread change, skipped rows) print above the live table
+    log = lambda msg: None if msg.startswith("step ") else console.print(msg, highlight=False)  # noqa: E731
     try:
         trainer = TrainingRun(compiled, base_dir, out=out, steps=steps, resume=resume, device=device,
                               precision=precision, parallel=parallel, log=log, on_record=display)
