@@ -131,12 +131,29 @@ def _slot(slot: ast.Slot, side: str, position: int, diags: Diagnostics, repeated
     adaptor = _choice(slot, modality, side, "adaptor", diags)
     if preprocess is None or adaptor is None:
         return None
+    preprocess = _paired(slot, modality, preprocess, adaptor, diags)
+    if preprocess is None:
+        return None
     if not _attr_preprocess_ok(slot, modality, preprocess, diags):
         return None
     if modality.runtime_note:
         diags.warning("W0106", modality.runtime_note, slot.modality_span, label="not executable yet")
     return TypedSlot(modality.name, side, slot.column or str(position), preprocess, adaptor, attrs,
                      repeated, span=slot.span, column_span=slot.column_span)
+
+
+def _paired(slot: ast.Slot, modality, preprocess: str, adaptor: str, diags: Diagnostics) -> str | None:
+    """An adaptor that reads one preprocessor's output (`image_vqgan` reads image codes) takes
+    it by default; a slot that names another gets E0018."""
+    reads = modality.adaptor(adaptor).preprocess
+    if not reads or reads == preprocess:
+        return preprocess
+    attr = slot.attr("preprocess")
+    if attr is None or not attr.value:
+        return reads
+    diags.error("E0018", f"adaptor `{adaptor}` reads `preprocess={reads}`, not `{preprocess}`", attr.value_span,
+                label="does not fit the adaptor", help=f"write `preprocess={reads}` or leave `preprocess=` out")
+    return None
 
 
 def _fix_misspelled_preprocess(slot: ast.Slot, diags: Diagnostics) -> ast.Slot:

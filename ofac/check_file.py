@@ -9,7 +9,7 @@ from .check import check_instruction
 from .datafile import DataFileError, columns_of
 from .diagnostics import Diagnostics, Note
 from .names import closest
-from .settings import BLOCKS, TOP_LEVEL, BlockSchema, Setting, model_sizes, size_conflicts
+from .settings import BLOCKS, TOP_LEVEL, BlockSchema, Setting, model_sizes, size_conflicts, tokenizer_conflicts
 from .typed import CheckedFile, CheckedTask
 
 _BAD = object()
@@ -52,9 +52,12 @@ def check_file(tf: ast.TaskFile, diags: Diagnostics, base_dir: Path | None = Non
             singles[block.kind] = values
     if "model" in singles:
         _check_model(seen_blocks["model"], dict(singles["model"]), tasks, diags)
+    if "image_tokenizer" in singles:
+        _check_tokenizer(seen_blocks["image_tokenizer"], dict(singles["image_tokenizer"]), diags)
     if diags.has_errors:
         return None
-    return CheckedFile(tuple(tasks), **{k: singles.get(k, _defaults(BLOCKS[k])) for k in ("model", "train", "export")})
+    blocks = ("model", "train", "export", "image_tokenizer")
+    return CheckedFile(tuple(tasks), **{k: singles.get(k, _defaults(BLOCKS[k])) for k in blocks})
 
 
 def _check_model(block: ast.Block, values: dict, tasks: list[CheckedTask], diags: Diagnostics) -> None:
@@ -68,6 +71,13 @@ def _check_model(block: ast.Block, values: dict, tasks: list[CheckedTask], diags
         span = next((spans[k] for k in c.at if k in spans), block.kind_span)  # else the block itself
         notes = (Note(f"task `{stem_user.name}` uses it", stem_user.span),) if c.adaptor else ()
         diags.error("E0045", c.message, span, label=c.label, notes=notes, help=c.help)
+
+
+def _check_tokenizer(block: ast.Block, values: dict, diags: Diagnostics) -> None:
+    spans = {e.key: e.span for e in block.entries if isinstance(e, ast.Pair)}
+    for c in tokenizer_conflicts(values["image_size"], values["grid"]):
+        span = next((spans[k] for k in c.at if k in spans), block.kind_span)
+        diags.error("E0045", c.message, span, label=c.label, help=c.help)
 
 
 def _schema(block: ast.Block, allowed, diags: Diagnostics) -> BlockSchema | None:

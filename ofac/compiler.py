@@ -28,8 +28,10 @@ class CompiledFile:
 
 
 def compile_instruction(text: str, task: str = "instruction", name: str = "<instruction>",
-                        model: tuple = (), first_line: int = 1) -> tuple[TaskIR | None, list[Diagnostic]]:
-    """Compile one instruction string (the Python API and `--instruction`)."""
+                        model: tuple = (), first_line: int = 1,
+                        image_tokenizer: tuple = ()) -> tuple[TaskIR | None, list[Diagnostic]]:
+    """Compile one instruction string (the Python API and `--instruction`); `model` and
+    `image_tokenizer` are the settings of those blocks it is compiled for."""
     instr, diags = parse_instruction(text, SourceFile(name, text, first_line))
     if instr is None:
         return None, diags.items
@@ -37,7 +39,7 @@ def compile_instruction(text: str, task: str = "instruction", name: str = "<inst
     if typed is None:
         return None, diags.items
     defaults = tuple((s.name, s.default) for s in TASK.settings if s.default is not None)
-    return lower_task(CheckedTask(task, typed, defaults), model), diags.items
+    return lower_task(CheckedTask(task, typed, defaults), model, image_tokenizer), diags.items
 
 
 def compile_source(text: str, name: str = "<file>", base_dir: Path | None = None, check_data: bool = True,
@@ -51,7 +53,7 @@ def compile_source(text: str, name: str = "<file>", base_dir: Path | None = None
     checked = check_file(tf, diags, base_dir, check_data)
     if checked is None or diags.has_errors:
         return None, diags.items
-    tasks = tuple(lower_task(t, checked.model) for t in checked.tasks) if lower else ()
+    tasks = tuple(lower_task(t, checked.model, checked.image_tokenizer) for t in checked.tasks) if lower else ()
     return CompiledFile(name, checked, tasks), diags.items
 
 

@@ -15,11 +15,15 @@ from .typed import CheckedTask, Segment, TypedRepeat, TypedSlot, TypedTemplate, 
 # slot attributes that shape the token group rather than one slot's preprocessing
 _GROUP_ATTRS = {"no_loss", "closed_set", "disable_auto_boseos"}
 _BOX_ONLY = (("min_len", 4), ("max_len", 4))
-_METRIC_BY_OUTPUT = {"text": "exact_match", "box": "iou_acc", "box_text": "map"}
+_METRIC_BY_OUTPUT = {"text": "exact_match", "box": "iou_acc", "box_text": "map", "image": "psnr"}
 
 
-def lower_task(task: CheckedTask, model: tuple = ()) -> TaskIR:
-    programs = tuple(_Lowering(task, dict(model)).program(t) for t in task.templates)
+def lower_task(task: CheckedTask, model: tuple = (), image_tokenizer: tuple = ()) -> TaskIR:
+    """`model`, `image_tokenizer`: the file's blocks (key, value) pairs; preprocessors whose
+    parameters follow a setting read them (`Preprocessor.settings`: `size` <- `image_size`,
+    the image codes' `grid` <- `image_tokenizer.grid`)."""
+    settings = dict(model) | {f"image_tokenizer.{k}": v for k, v in image_tokenizer}
+    programs = tuple(_Lowering(task, settings).program(t) for t in task.templates)
     for p in programs:
         problems = verify(p)
         if problems:  # a compiler bug, never a user mistake
@@ -87,6 +91,9 @@ class _Lowering:
         self.prepared[id(s)] = op = self.emit("preprocess", s.preprocess, args, tuple(params.items()), s.span)
         return op
 
+    def op_attrs(self, s: TypedSlot) -> dict:
+        return dict(self.ops[self.preprocess(s)].attrs)
+
     def plain(self, item: Text) -> int:
         return self.emit("preprocess", "text", attrs=(("text", item.text),), span=item.span)
 
@@ -148,6 +155,9 @@ class _Lowering:
         if closed:
             gen["beam"] = 1 if "beam" not in dict(self.task.generate) else gen["beam"]
         gen.update(self.task.generate)
+        if target.head == "codes":  # an image is exactly its grid of codes
+            codes = self.op_attrs(seg.items[0])
+            gen["min_len"] = gen["max_len"] = codes.get("length") or codes["grid"] ** 2
         gen["constraint"] = "trie" if closed else "none"
         if closed:  # candidates: the task's `answers`, or (empty) the targets seen in training
             gen["answers"] = tuple(self.task.setting("answers", ()))
@@ -156,6 +166,9 @@ class _Lowering:
         if output in ("box", "box_text"):
             image = next(s for s in self.template.slots() if s.modality == "IMAGE")
             post += [("bins", self.model.get("box_bins", 1000)), ("image", image.column)]
+        elif output == "image":
+            codes = self.op_attrs(seg.items[0])
+            post += [("grid", codes["grid"]), ("size", codes["size"]), ("codes", codes["codes"])]
         self.emit("postprocess", output, [generated], tuple(post), span)
 
 

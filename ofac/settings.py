@@ -33,7 +33,7 @@ class BlockSchema:
 
 
 METRICS = ("auto", "accuracy", "exact_match", "bleu", "cider", "rouge", "iou_acc", "map", "map50", "wer",
-           "sql_execution", "none")
+           "sql_execution", "psnr", "ssim", "none")
 
 GENERATE = BlockSchema("generate", "decoding settings for validation and inference", (
     Setting("beam", "int", "beam size (1 is greedy)", lo=1),
@@ -163,6 +163,29 @@ TRAIN = BlockSchema("train", "the optimization of all tasks together", (
     Setting("num_workers", "int", "data loader workers per task", default=0, lo=0),
 ))
 
+IMAGE_TOKENIZER = BlockSchema("image_tokenizer", "the image tokenizer (a VQ-VAE) that turns target images into codes: "
+                              "trained by ofac on the run's images before the main run, unless `path` names one", (
+    Setting("codes", "int", "codebook entries", default=256, lo=2, hi=16384),
+    Setting("grid", "int", "codes per side of an image (grid x grid codes)", default=8, lo=1, hi=64),
+    Setting("image_size", "int", "side of the images it encodes and generates (pixels)", default=32, lo=8),
+    Setting("steps", "int", "training updates", default=1500, lo=1),
+    Setting("lr", "float", "learning rate (Adam)", default=2e-3, lo=0.0),
+    Setting("batch_size", "int", "images per update", default=64, lo=1),
+    Setting("path", "path", "a trained tokenizer to use instead (a run's tokenizers/image folder)"),
+))
+
+
+def tokenizer_conflicts(image_size: int, grid: int) -> list[SizeConflict]:
+    """Image tokenizer sizes that do not fit together: one stride-2 stage per halving."""
+    factor = image_size // grid
+    if image_size % grid or factor < 2 or factor & (factor - 1):
+        good = [g for g in (image_size // 2 ** k for k in range(1, 8)) if g >= 1 and image_size % g == 0]
+        return [SizeConflict(("grid", "image_size"), f"image_size = {image_size} into grid = {grid}: image_size / grid "
+                             "must be a power of two of at least 2", "not a halving",
+                             f"choose grid among {', '.join(map(str, good[:4]))}")]
+    return []
+
+
 EXPORT = BlockSchema("export", "what `ofac export RUN_DIR` writes by default (its options win)", (
     Setting("opset", "int", "ONNX opset: 23 (attention as one node, ONNX Runtime >= 1.23) or 18 (any runtime)",
             default=23, lo=18),
@@ -170,8 +193,8 @@ EXPORT = BlockSchema("export", "what `ofac export RUN_DIR` writes by default (it
     Setting("out", "path", "the export folder, relative to the run directory", default="onnx"),
 ))
 
-BLOCKS: dict[str, BlockSchema] = {b.kind: b for b in (TASK, MODEL, TRAIN, EXPORT, GENERATE)}
-TOP_LEVEL = ("task", "model", "train", "export")
+BLOCKS: dict[str, BlockSchema] = {b.kind: b for b in (TASK, MODEL, TRAIN, EXPORT, GENERATE, IMAGE_TOKENIZER)}
+TOP_LEVEL = ("task", "model", "train", "export", "image_tokenizer")
 
 
 def coerce(schema: BlockSchema, name: str, value):

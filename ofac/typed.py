@@ -112,6 +112,7 @@ class CheckedFile:
     model: tuple[tuple[str, object], ...] = ()
     train: tuple[tuple[str, object], ...] = ()
     export: tuple[tuple[str, object], ...] = ()
+    image_tokenizer: tuple[tuple[str, object], ...] = ()
 
     def task(self, name: str) -> CheckedTask | None:
         return next((t for t in self.tasks if t.name == name), None)

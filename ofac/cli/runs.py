@@ -155,6 +155,8 @@ def infer(
                                     "folder, or RUN_DIR/onnx)."),
     save_box: Optional[Path] = typer.Option(None, "--save-box", help="Draw the predicted boxes on the input "
                                             "image (one row), or into this folder (--input).", show_default=False),
+    save_image: Optional[Path] = typer.Option(None, "--save-image", help="Write the generated image to this PNG "
+                                              "(one row), or into this folder (--input).", show_default=False),
 ) -> None:
     """Answer a trained task or a new instruction for one row (--data) or a file of rows (--input)."""
     err = console(stderr=True)
@@ -180,12 +182,14 @@ def infer(
         bar.stop()
     for o in outputs:
         print(serve.shown(o, format.value))
-    if save_box is not None:
-        try:
-            serve.save_boxes(outputs, save_box, one_row=input is None)
-        except ValueError as e:
-            err.print(f"error: {e}", style="bold red", highlight=False)
-            raise typer.Exit(1) from None
+    for path, save in ((save_box, serve.save_boxes), (save_image, serve.save_images)):
+        if path is not None:
+            try:
+                for written in save(outputs, path, one_row=input is None):
+                    err.print(f"wrote {written}", highlight=False)
+            except ValueError as e:
+                err.print(f"error: {e}", style="bold red", highlight=False)
+                raise typer.Exit(1) from None
 
 
 @app.command("eval")

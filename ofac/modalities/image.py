@@ -18,8 +18,11 @@ MODALITY = Modality(
                      "evaluation: centre crop", params=_RESIZE, settings=_SETTINGS),
         Preprocessor("imagepretrain", "train: random resize (shorter side S..1.5S), centre crop, RandAugment; "
                      "evaluation: centre square", params=_RESIZE, settings=_SETTINGS),
-        Preprocessor("image_vqgan", "image to discrete codes (image generation targets)",
-                     params=(("size", 256), ("codes", 8192), ("factor", 8))),
+        Preprocessor("image_vqgan", "the image as grid x grid codes of the run's image tokenizer (image "
+                     "generation targets); a cell of code numbers is taken as the codes themselves",
+                     params=(("size", 32), ("codes", 256), ("grid", 8)), sides=DEC,
+                     settings=(("size", "image_tokenizer.image_size"), ("codes", "image_tokenizer.codes"),
+                               ("grid", "image_tokenizer.grid"))),
     ),
     adaptors=(
         Adaptor("image_patch", "convolutional patch embedding (ViT-style)", ENC, takes="pixels"),
@@ -27,9 +30,10 @@ MODALITY = Modality(
                 takes="pixels"),
         Adaptor("image_vit", "OFASys name, served by the patch embedding", ENC, takes="pixels"),
         Adaptor("image_patch_embed", "OFASys name, served by the patch embedding", ENC, takes="pixels"),
-        Adaptor("image_vqgan", "image codes as tokens; generates images", DEC,
-                Target(head="codes", loss="label_smoothed_ce", generator="sample", postprocess="image_codes",
-                       generate_defaults=(("beam", 1), ("top_k", 256), ("temperature", 1.0)))),
+        Adaptor("image_vqgan", "image codes as tokens with 2-D code positions; generates images", DEC,
+                Target(head="codes", loss="label_smoothed_ce", generator="sample", postprocess="image",
+                       generate_defaults=(("beam", 1), ("top_k", 16), ("temperature", 1.0))),
+                preprocess="image_vqgan"),
     ),
-    default_adaptor={"encoder": "image_patch"},
+    default_adaptor={"encoder": "image_patch", "decoder": "image_vqgan"},
 )

@@ -66,6 +66,8 @@ class Adaptor:
     sides: frozenset = BOTH
     target: Target | None = None
     takes: str = "tokens"
+    # the preprocessor whose output it reads (the slot's default; another is an error), or any
+    preprocess: str = ""
 
     @property
     def variable_length(self) -> bool:

@@ -40,7 +40,7 @@ def token_batch(targets: list) -> TokenBatch:
     return TokenBatch(inputs, target, mask, np.array([t.prefix for t in targets], dtype=np.int64))
 
 
-BATCHERS = {"tokens": token_batch}
+BATCHERS = {"tokens": token_batch, "codes": token_batch}  # codes: targets are indices in the code range
 
 
 def batch_targets(samples: list) -> tuple[str, object]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ofac.ir import TaskIR
-from ofac.settings import EXPORT, MODEL, TASK, TRAIN
+from ofac.settings import EXPORT, IMAGE_TOKENIZER, MODEL, TASK, TRAIN
 
 from ..exec.run import TaskRunner
 from .rows import TaskData
@@ -34,6 +34,7 @@ class RunDefinition:
     source: str = "<api>"
     base_dir: Path = Path(".")
     export: dict = field(default_factory=dict)  # the export block: `ofac export`'s defaults
+    image_tokenizer: dict = field(default_factory=lambda: defaults(IMAGE_TOKENIZER))  # stage 0 of image outputs
 
     def task(self, name: str) -> TaskIR:
         return next(t.ir for t in self.tasks if t.name == name)
@@ -60,11 +61,13 @@ def as_definition(run, base_dir: Path | None = None) -> RunDefinition:
     return RunDefinition(tasks, {**defaults(MODEL), **dict(run.checked.model)},
                          {**defaults(TRAIN), **dict(run.checked.train)}, run.path,
                          Path(base_dir) if base_dir is not None else Path(run.path).parent,
-                         {**defaults(EXPORT), **dict(run.checked.export)})
+                         {**defaults(EXPORT), **dict(run.checked.export)},
+                         {**defaults(IMAGE_TOKENIZER), **dict(run.checked.image_tokenizer)})
 
 
-def task_data(run, split: str, vocab) -> dict[str, TaskData]:
-    """Each task's rows for one split (tasks without data for it are left out)."""
+def task_data(run, split: str, vocab, resources: dict | None = None) -> dict[str, TaskData]:
+    """Each task's rows for one split (tasks without data for it are left out); `resources`: the
+    run's learned codecs (`exec.run.TaskRunner`)."""
     run = as_definition(run)
     out = {}
     for task in run.tasks:
@@ -72,5 +75,6 @@ def task_data(run, split: str, vocab) -> dict[str, TaskData]:
         if items:
             columns = task.settings.get("columns", ())
             sources = [open_source(d, columns, run.base_dir) for d in items]
-            out[task.name] = TaskData(TaskRunner(task.ir, vocab, split), sources, task.settings.get("on_error", "fail"))
+            runner = TaskRunner(task.ir, vocab, split, resources=resources)
+            out[task.name] = TaskData(runner, sources, task.settings.get("on_error", "fail"))
     return out

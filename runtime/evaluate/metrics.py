@@ -107,9 +107,46 @@ def sql_execution(preds: list[str], refs: list[tuple]) -> float:
     return sum(execution_match(p, sql, db) for p, (sql, db) in zip(preds, refs)) / max(1, len(refs))
 
 
+def _image_pairs(preds: list, refs: list):
+    import numpy as np
+
+    pairs = [(np.asarray(p, dtype=np.float64) / 255.0, np.asarray(r, dtype=np.float64) / 255.0)
+             for p, r in zip(preds, refs) if p is not None and r is not None]
+    if len(pairs) < len(refs):
+        raise ValueError(f"{len(refs) - len(pairs)} of {len(refs)} examples have no generated or reference image")
+    return pairs
+
+
+def psnr(preds: list, refs: list) -> float:
+    """Mean PSNR (dB) of generated images against their references (uint8 [S, S, 3] each; a
+    perfect copy counts as 100 dB)."""
+    import math
+
+    import numpy as np
+
+    values = [10 * math.log10(1.0 / max(float(np.mean((p - r) ** 2)), 1e-10)) for p, r in _image_pairs(preds, refs)]
+    return sum(values) / max(1, len(values))
+
+
+def ssim(preds: list, refs: list) -> float:
+    """Mean SSIM (torchmetrics, Gaussian window) of generated images against their references."""
+    import torch
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    pairs = _image_pairs(preds, refs)
+    if not pairs:
+        return 0.0
+    import numpy as np
+
+    p = torch.from_numpy(np.stack([a for a, _ in pairs])).permute(0, 3, 1, 2)
+    r = torch.from_numpy(np.stack([b for _, b in pairs])).permute(0, 3, 1, 2)
+    return float(structural_similarity_index_measure(p.float(), r.float(), data_range=1.0))
+
+
 METRICS = {"accuracy": accuracy, "exact_match": accuracy, "bleu": bleu, "wer": wer, "cider": cider,
            "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap,
-           "map50": lambda preds, refs: mean_ap(preds, refs, "map_50"), "sql_execution": sql_execution}
+           "map50": lambda preds, refs: mean_ap(preds, refs, "map_50"), "sql_execution": sql_execution,
+           "psnr": psnr, "ssim": ssim}
 LOWER_IS_BETTER = {"wer"}
 
 

@@ -1,5 +1,6 @@
 """The implementations of `postprocess.<name>` ops: generated tokens back into answers (text, a
-box in the pixels of the original image, or a list of (box, label) objects).  Validation and
+box in the pixels of the original image, a list of (box, label) objects, or an image decoded
+by the run's image tokenizer).  Validation and
 inference share these, so both answer the same way.  No torch."""
 from __future__ import annotations
 
@@ -50,6 +51,22 @@ def box_text(tokens: list[int], vocab, attrs: dict, meta: dict) -> list[tuple[li
     return out
 
 
-POSTPROCESS.add("image_codes", None, unsupported="image outputs are not built yet")
+@POSTPROCESS.register("image", required=("grid", "size", "codes"), vocabulary=lambda vocab: tuple(vocab.code_ids),
+                      resource="image")
+def image(tokens: list[int], vocab, attrs: dict, meta: dict, resource=None):
+    """uint8 [size, size, 3]: the generated codes decoded to pixels by the image tokenizer.  Only
+    code tokens are generated (`vocabulary`); a shorter sequence (`length=` on the slot) leaves
+    the rest of the grid at code 0."""
+    cfg = resource.cfg
+    if (attrs["grid"], attrs["size"], attrs["codes"]) != (cfg.grid, cfg.size, cfg.codes):
+        raise ValueError(f"the task generates {attrs['size']}px images of {attrs['grid']}x{attrs['grid']} codes out "
+                         f"of {attrs['codes']}; the image tokenizer decodes {cfg.size}px, {cfg.grid}x{cfg.grid} of "
+                         f"{cfg.codes}")
+    first, n = vocab.code_ids[0], attrs["grid"] ** 2
+    codes = [t - first for t in tokens[:n]]
+    codes += [0] * (n - len(codes))
+    return resource.decode([codes])[0]
+
+
 POSTPROCESS.add("waveform", None, unsupported="speech outputs are not built yet")
 POSTPROCESS.add("motion", None, unsupported="motion outputs are not built yet")

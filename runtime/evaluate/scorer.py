@@ -3,6 +3,7 @@
 with and the metric.  Validation, `ofac eval` and inference share it.  No torch."""
 from __future__ import annotations
 
+import functools
 import json
 
 from ofac import ir
@@ -41,6 +42,8 @@ class References:
 
     def __call__(self, meta: dict):
         targets = meta["targets"]
+        if self.output == "image":  # the target image's pixels, as the preprocessor read them
+            return meta.get("pixels", {}).get(self.targets[-1])
         if self.output == "box":
             return parse_box(targets.get(self.box_columns[0]))
         if self.output == "box_text":
@@ -69,7 +72,9 @@ def closed_set(task: ir.TaskIR, train=None) -> list[str] | None:
 class Scorer:
     """How one task is decoded and scored, read from its IR."""
 
-    def __init__(self, task: ir.TaskIR, vocab, answers: list[str] | None = None, **generate):
+    def __init__(self, task: ir.TaskIR, vocab, answers: list[str] | None = None, resources: dict | None = None,
+                 **generate):
+        """`resources`: the run's learned codecs, for postprocessors that decode with one (images)."""
         self.task, self.vocab = task, vocab
         self.name = task.get("metric")
         self.metric = METRICS.get(self.name)
@@ -77,6 +82,13 @@ class Scorer:
         post = program.only("postprocess")
         impl = POSTPROCESS.check(post)
         self.decode, self.post_attrs = impl.run, attributes(post)
+        needs = impl.extra.get("resource")
+        if needs is not None:
+            found = (resources or {}).get(needs)
+            if found is None:
+                raise NotSupportedYet(f"{needs} outputs without the run's {needs} tokenizer (task `{task.task}`)",
+                                      help="load the model from its run directory or export folder, which holds it")
+            self.decode = functools.partial(impl.run, resource=found)
         self.reference = References(task)
         self.trie = Trie(vocab.encode(a) for a in answers) if answers else None
         # a constrained loss is validated constrained too (its teacher-forced numbers)

@@ -24,9 +24,10 @@ from .targets import TARGETS
 class TaskRunner:
     """Runs one task's IR on rows.  `split` decides train-time randomness (masking, noise,
     augmentation); at `test` the decoder's data columns may be absent (they are predicted).
-    `media`: which preprocessors decode images, audio and video (torch | numpy)."""
+    `media`: which preprocessors decode images, audio and video (torch | numpy); `resources`:
+    the run's learned codecs by modality (`{"image": ImageTokenizer}`), for output preprocessors."""
 
-    def __init__(self, task: TaskIR, vocab, split: str = "train", media: str = "torch"):
+    def __init__(self, task: TaskIR, vocab, split: str = "train", media: str = "torch", resources: dict | None = None):
         self.preprocessors = registry(media)
         for p in task.programs:
             problems = verify(p)
@@ -39,6 +40,7 @@ class TaskRunner:
                     TARGETS.check(op)
             _check_packing(p)
         self.task, self.vocab, self.split = task, vocab, split
+        self.resources = dict(resources or {})
         self._plans: list[_Plan] | None = None  # built on first use: the vocab may come later
         self.targets = tuple(task.get("targets", ()))
         first = task.programs[0]  # database columns travel to the metric (SQL is executed on them)
@@ -56,7 +58,8 @@ class TaskRunner:
     def __call__(self, row: dict, rng: np.random.Generator, base_dir: Path | None = None,
                  where: tuple[str, int] = ("<data>", 0)) -> Sample:
         plan = self.plans[int(rng.integers(len(self.plans)))] if len(self.plans) > 1 else self.plans[0]
-        return _Row(self, plan, row, Context(self.vocab, self.split, rng, base_dir), where).sample()
+        ctx = Context(self.vocab, self.split, rng, base_dir, self.resources)
+        return _Row(self, plan, row, ctx, where).sample()
 
 
 def _check_packing(p: Program) -> None:
@@ -90,6 +93,7 @@ class _Row:
         self.row, self.ctx, self.where = row, ctx, where
         self.values: dict[int, object] = {}
         self.images: dict[str, object] = {}  # image column -> its Geometry (for postprocessing boxes)
+        self.pixels: dict[str, object] = {}  # target image column -> its pixels (for image metrics)
 
     def fail(self, op: Op, message: str, column: str | None = None, help: str = "") -> DataError:
         return DataError("E0104", message, file=self.where[0], row=self.where[1], column=column,
@@ -100,6 +104,8 @@ class _Row:
             self.values[op.id] = self.HANDLERS[op.kind](self, op)
         meta = {"row": self.where[1], "images": self.images,
                 "targets": {c: self.row.get(c) for c in self.runner.targets}}
+        if self.pixels:
+            meta["pixels"] = self.pixels
         if self.runner.databases:
             meta["databases"] = {c: self.row.get(c) for c in self.runner.databases}
         target = self.program.only("target")
@@ -136,8 +142,11 @@ class _Row:
             raise
         except (ValueError, TypeError, KeyError, MediaError, RuntimeError, OSError) as err:
             raise self.fail(op, f"cannot preprocess {src.get('modality')}: {err}", column=src.get("column")) from None
-        if hasattr(out, "meta") and "geometry" in out.meta:
-            self.images[src.get("column")] = out.meta["geometry"]
+        found = getattr(out, "meta", None) or {}
+        if "geometry" in found:
+            self.images[src.get("column")] = found["geometry"]
+        if "pixels" in found:
+            self.pixels[src.get("column")] = found["pixels"]
         return out
 
     def repeat(self, op: Op) -> list[Tokens]:

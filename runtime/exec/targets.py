@@ -31,6 +31,18 @@ def tokens(row, group) -> TokenTarget:
     return TokenTarget([BOS] + fed, clean + [EOS], loss + [any_loss], prefix)
 
 
-for _head, _issue in (("codes", "image outputs (VQ codes)"), ("frames", "speech outputs (mel frames)"),
-                      ("motion", "motion outputs (diffusion)")):
+@TARGETS.register("codes")
+def codes(row, preprocessed) -> TokenTarget:
+    """An image's code tokens, teacher-forced: fed BOS and the codes before each position,
+    trained on each code as its index in the code range (the code head's outputs are over the
+    codes alone).  No EOS: an image is exactly its grid of codes.  At `test` (no codes) one
+    placeholder position without loss, as the token head's empty target."""
+    ids = row.values[preprocessed.id].ids
+    if not ids:
+        return TokenTarget([BOS], [0], [False], 0)
+    first = row.ctx.vocab.code_ids[0]
+    return TokenTarget([BOS] + ids[:-1], [i - first for i in ids], [True] * len(ids), 0)
+
+
+for _head, _issue in (("frames", "speech outputs (mel frames)"), ("motion", "motion outputs (diffusion)")):
     TARGETS.add(_head, None, unsupported=f"{_issue} are not built yet")

@@ -2,6 +2,7 @@
 device), under no_grad.  See `search.py` for the algorithm."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .search import NEG, GenerateConfig, Hypothesis, Trie, search
@@ -14,7 +15,9 @@ class TorchArrays:
 
     def __init__(self, device, seed: int | None = None):
         self.device = torch.device(device)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        # draws come from numpy's generator, as in the numpy backend, so that one seed samples the
+        # same tokens on both (given the same probabilities)
+        self.rng = np.random.default_rng(seed)
 
     def long(self, x):
         if isinstance(x, torch.Tensor):
@@ -81,7 +84,11 @@ class TorchArrays:
         return found.squeeze(1).tolist() if mask.dim() == 1 else found.tolist()
 
     def multinomial(self, probs):
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        """One draw per row of `probs` (rows sum to 1, or are all 0: then token 0), by the
+        inverse CDF of one uniform per row: `NumpyArrays.multinomial` on tensors."""
+        u = torch.from_numpy(self.rng.random((probs.shape[0], 1))).to(self.device)
+        cdf = probs.double().cumsum(1)
+        return ((cdf < u * cdf[:, -1:]).sum(1)).clamp(max=probs.shape[1] - 1)
 
 
 @torch.inference_mode()

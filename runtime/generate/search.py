@@ -27,7 +27,8 @@ NEG = float("-inf")
 @dataclass(frozen=True)
 class StepTraits:
     """What a model's `decode_step` takes beyond the plain protocol of the search (encode,
-    cross_cache, decode_step(tokens, start, past, cross, mask, last)).  A model declares them
+    cross_cache, decode_step(tokens, start, past, cross, mask, last), and `head=` for a batch of
+    another output head than the token head).  A model declares them
     with `generation_traits(memory, capacity, rows)`; one without that method (the ONNX graphs) gets none.
 
     shared_cross: the K beam rows of a source may attend to its one copy of the cross-attention
@@ -188,7 +189,7 @@ class NumpyArrays:
     def multinomial(self, probs):
         """One draw per row of `probs` (rows sum to 1, or are all 0: then token 0)."""
         u = self.rng.random((probs.shape[0], 1))
-        cdf = np.cumsum(probs, axis=1)
+        cdf = np.cumsum(probs, axis=1, dtype=np.float64)
         return np.minimum((cdf < u * cdf[:, -1:]).sum(axis=1), probs.shape[1] - 1)
 
 
@@ -210,7 +211,9 @@ class _Search:
         self.limit = (int(plen.max()) if len(plen) else 0) + cfg.max_len + 1  # the most tokens a row holds
         has_traits = hasattr(model, "generation_traits")
         traits = model.generation_traits(memory, self.limit + 1, self.N) if has_traits else StepTraits()
-        self.step_options = traits.step_options
+        self.step_options = dict(traits.step_options)
+        if getattr(batch, "head", "tokens") != "tokens":  # another output head drives the decoder (image codes)
+            self.step_options["head"] = batch.head
         # the memory form always takes one copy per source (its K rows attend to it together)
         shared = self.K == 1 or traits.shared_cross or traits.cross_from_memory
         if traits.cross_from_memory:

@@ -1,5 +1,5 @@
 """The model's configuration: sizes from the `.ofa` model block (a preset and its overrides),
-plus what the run's tasks need (encoder adaptors, output heads, box bins)."""
+plus what the run's tasks need (encoder adaptors, output heads, box bins, image codes)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -28,16 +28,19 @@ class ModelConfig:
     adaptors: tuple[str, ...] = ("text",)  # encoder adaptors the run's tasks use
     outputs: tuple[str, ...] = ("tokens",)  # output heads the run's tasks use
     bin_ids: tuple[int, int] = (0, 0)  # (first id, count) of the box-bin tokens: initialized in order
+    code_ids: tuple[int, int] = (0, 0)  # (first id, count) of the image-code tokens (the code head's range)
+    code_grid: int = 0  # codes per side of a generated image (the code head's 2-D positions)
 
     @classmethod
     def from_settings(cls, model: dict, vocab_size: int, adaptors, bin_ids: tuple[int, int] = (0, 0),
-                      outputs=("tokens",)) -> "ModelConfig":
+                      outputs=("tokens",), code_ids: tuple[int, int] = (0, 0), code_grid: int = 0) -> "ModelConfig":
         """From a `.ofa` model block: the preset, then any field it overrides."""
         if model.get("positions", "learned") != "learned":
             raise NotSupportedYet(f"`positions = {model['positions']}`",
                                   help="the model's positions are learned embeddings; leave `positions` out")
         return cls(vocab_size=vocab_size, adaptors=tuple(sorted(set(adaptors))), bin_ids=tuple(bin_ids),
-                   outputs=tuple(sorted(set(outputs))), **model_sizes(model))
+                   outputs=tuple(sorted(set(outputs))), code_ids=tuple(code_ids), code_grid=code_grid,
+                   **model_sizes(model))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +49,7 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         """From `to_dict` output read back from JSON (lists become tuples again)."""
         return cls(**{**d, "adaptors": tuple(d["adaptors"]), "bin_ids": tuple(d.get("bin_ids", (0, 0))),
-                      "outputs": tuple(d.get("outputs", ("tokens",)))})
+                      "outputs": tuple(d.get("outputs", ("tokens",))), "code_ids": tuple(d.get("code_ids", (0, 0)))})
 
     def __post_init__(self):
         conflicts = size_conflicts(self.d_model, self.heads, self.image_size, self.patch_size,

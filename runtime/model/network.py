@@ -153,8 +153,9 @@ class EncoderDecoder(nn.Module):
                           step_options={"pack": self.pack_decoder(rows or B), "capacity": capacity})
 
     def decode_step(self, tokens, start, past, cross, memory_mask, last: bool = False, pack=None,
-                    capacity: int = 64):
-        """Incremental decoding of the token head.  tokens [B, T]: the positions start..start+T-1
+                    capacity: int = 64, head: str = "tokens"):
+        """Incremental decoding of an output head (`head`: the token head, or the code head
+        of image outputs).  tokens [B, T]: the positions start..start+T-1
         (T > 1 only on the first call, past None; `start` an int, or a tensor [1] in an exported
         graph); past: each layer's self-attention (k, v) of the earlier positions, or None;
         cross: cross_cache(memory), or with `pack` the memory [B, S, D] itself.
@@ -165,8 +166,8 @@ class EncoderDecoder(nn.Module):
             past = [KVCache(capacity) for _ in self.decoder]
         # a step of one position runs on [B, D] rows: its heads are reshapes, no transposes
         single = past is not None and tokens.shape[1] == 1
-        head = self.tokens
-        x = self.ln_emb(head.inputs(tokens[:, 0] if single else tokens, start))
+        out = self.heads[head]
+        x = self.ln_emb(out.inputs(tokens[:, 0] if single else tokens, start))
         present = []
         from_memory = isinstance(cross, torch.Tensor)
         for i, layer in enumerate(self.decoder):
@@ -177,7 +178,7 @@ class EncoderDecoder(nn.Module):
             x = x[:, -1]
         elif not last and single:
             x = x[:, None]
-        return head.outputs(self.ln_dec(x), pack), present
+        return out.logits(self.ln_dec(x), pack), present
 
     @property
     def vocab_size(self) -> int:

@@ -1,7 +1,8 @@
 """The implementations of `preprocess.<name>` ops, one module per modality, each with its own
 `REGISTRY`.  Adding a preprocessor is registering it in its modality's module.
 
-Two registries share the token modalities (TEXT, STRUCT, PHONE, BOX: pure Python and numpy)
+Two registries share the token modalities (TEXT, STRUCT, PHONE, BOX, image codes: pure Python
+and numpy)
 and differ in the media ones: `registry("torch")` decodes images, audio and video into torch
 tensors with torchvision/torchaudio (the training data path); `registry("numpy")` does the same
 steps with Pillow and numpy (`numpy_media`: the torch-free ONNX runtime).  Nothing here imports
@@ -12,7 +13,7 @@ import importlib
 
 from ..registry import Registry
 
-_TOKENS = ("text", "struct", "phone", "box", "motion")
+_TOKENS = ("text", "struct", "phone", "box", "motion", "image_codes")
 _MEDIA = {"torch": ("image", "audio", "video"), "numpy": ("numpy_media",)}
 _registries: dict[str, Registry] = {}
 
@@ -24,6 +25,5 @@ def registry(media: str = "torch") -> Registry:
         for name in _TOKENS + _MEDIA[media]:
             for impl in importlib.import_module(f"{__name__}.{name}").REGISTRY.entries.values():
                 merged.entries[impl.name] = impl
-        merged.add("image_vqgan", None, unsupported="image generation needs an image tokenizer, not built yet")
         _registries[media] = merged
     return _registries[media]

@@ -22,6 +22,7 @@ class Context:
     split: str  # train | valid | test
     rng: np.random.Generator
     base_dir: Path | None = None
+    resources: dict | None = None  # the run's learned codecs by modality ("image": ImageTokenizer)
 
     @property
     def training(self) -> bool:
@@ -35,6 +36,7 @@ class Tokens:
 
     ids: list[int]
     inputs: list[int] | None = None
+    meta: dict | None = None  # what scoring needs beyond the ids (a target image's pixels)
 
     @property
     def fed(self) -> list[int]:

@@ -15,10 +15,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ofac.compiler import compile_instruction
 from ofac.diagnostics import Diagnostic, Severity
 from ofac.ir import TaskIR
 
+from ..codec.tokenizer import run_resources
 from ..data.rows import TaskData, samples_of
 from ..data.sources import open_source
 from ..errors import DataError, RunError
@@ -45,20 +48,37 @@ class InferenceError(RunError):
 class Output:
     """One answer.  `text`: the decoded text (for boxes, their labels joined by ", ");
     `boxes`: [x0, y0, x1, y1] in pixels of the original image; `labels`: one per box when the
-    target pairs boxes with text; `score`: the length-normalized log-probability; `n_best`: every
-    hypothesis, best first (this one included); `scores`: their scores."""
+    target pairs boxes with text; `image`: a generated image (PIL); `score`: the
+    length-normalized log-probability (or the reranker's score when one reranked the
+    candidates); `n_best`: every hypothesis, best first (this one included); `scores`: their
+    scores; `images`: their images."""
 
     text: str | None = None
     boxes: list[list[float]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     score: float = float("-inf")
     n_best: list["Output"] = field(default_factory=list, repr=False)
-    image: object = field(default=None, repr=False)  # the input image, for save_box
+    pixels: object = field(default=None, repr=False)  # a generated image, uint8 [S, S, 3]
+    source: object = field(default=None, repr=False)  # the input image, for save_box
     base_dir: Path | None = field(default=None, repr=False)
 
     @property
     def scores(self) -> list[float]:
         return [o.score for o in self.n_best]
+
+    @property
+    def image(self):
+        """The generated image as a PIL image (None for other outputs)."""
+        if self.pixels is None:
+            return None
+        from PIL import Image
+
+        return Image.fromarray(self.pixels)
+
+    @property
+    def images(self) -> list:
+        """The n-best generated images (PIL), best first."""
+        return [o.image for o in self.n_best if o.pixels is not None]
 
     def to_dict(self, n_best: bool = True) -> dict:
         out = {"text": self.text, "score": self.score}
@@ -66,17 +86,34 @@ class Output:
             out["boxes"] = self.boxes
         if self.labels:
             out["labels"] = self.labels
+        if self.pixels is not None:  # a PNG data URL: small, and any browser or PIL reads it
+            import base64
+            import io
+
+            buf = io.BytesIO()
+            self.image.save(buf, format="PNG")
+            out["image"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
         if n_best and len(self.n_best) > 1:
             out["n_best"] = [o.to_dict(n_best=False) for o in self.n_best]
         return out
+
+    def save_image(self, path: str | Path) -> Path:
+        """Write the generated image (PNG unless the name says otherwise; `.png` is added to a
+        name without a suffix, as OFASys does)."""
+        if self.pixels is None:
+            raise ValueError("this output has no generated image (the instruction does not generate one)")
+        path = Path(path)
+        path = path if path.suffix else path.with_suffix(".png")
+        self.image.save(path)
+        return path
 
     def save_box(self, path: str | Path, color: str = "red", width: int = 3) -> Path:
         """Draw the predicted boxes (and labels) on the input image; write it to `path`."""
         from PIL import ImageDraw
 
-        if self.image is None:
+        if self.source is None:
             raise ValueError("this output has no input image to draw on (the instruction reads no IMAGE)")
-        image = load_image(self.image, self.base_dir).convert("RGB")
+        image = load_image(self.source, self.base_dir).convert("RGB")
         draw = ImageDraw.Draw(image)
         for k, box in enumerate(self.boxes):
             draw.rectangle(box, outline=color, width=width)
@@ -88,6 +125,8 @@ class Output:
 
 
 def _output(value, score: float) -> Output:
+    if isinstance(value, np.ndarray):  # a generated image
+        return Output(None, [], [], score, pixels=value)
     if isinstance(value, list) and value and isinstance(value[0], tuple):  # (box, label) objects
         labels = [label for _, label in value]
         return Output(", ".join(lb for lb in labels if lb), [list(b) for b, _ in value], labels, score)
@@ -119,6 +158,7 @@ class OFASys:
         self.run_dir, self.backend = files.path, backend
         self.config, self.vocab = files.config(), files.vocab()
         self.programs, self.answers = files.programs(), files.answers()
+        self.resources = run_resources(folder)  # the learned codecs of its outputs (the image tokenizer)
         self._compiled: dict[str, TaskIR] = {}
         self._scorers: dict[tuple, Scorer] = {}
         self._runners: dict[int, TaskRunner] = {}  # by id of a TaskIR this object keeps
@@ -170,8 +210,10 @@ class OFASys:
             return self.programs[instruction]
         if instruction not in self._compiled:
             block = self.config.get("model_block") or {}
+            image = self.config.get("image_tokenizer_block") or {}
             task, diags = compile_instruction(instruction, task="instruction",
-                                              model=tuple((k, v) for k, v in block.items() if v is not None))
+                                              model=tuple((k, v) for k, v in block.items() if v is not None),
+                                              image_tokenizer=tuple(image.items()))
             errors = [d for d in diags if d.severity is Severity.ERROR]
             if task is None or errors:
                 raise InferenceError(errors or diags)
@@ -180,7 +222,8 @@ class OFASys:
         return self._compiled[instruction]
 
     def _check(self, task: TaskIR) -> None:
-        """Can this model serve the instruction?  Its encoder adaptors and its box bins."""
+        """Can this model serve the instruction?  Its encoder adaptors, its box bins, its image
+        tokenizer."""
         have = self.backend.adaptor_names()
         problems = []
         for op in task.programs[0].ops:
@@ -195,6 +238,16 @@ class OFASys:
                     "E0118", Severity.ERROR, f"the instruction quantizes boxes to {bins} bins; this model's "
                     f"vocabulary has {len(self.vocab.bin_ids)} (slot at {op.span})", None,
                     help="leave box_bins at the run's value"))
+            if op.kind == "postprocess" and op.name == "image":
+                tok = self.resources.get("image")
+                want = (op.get("size"), op.get("grid"), op.get("codes"))
+                if tok is None or want != (tok.cfg.size, tok.cfg.grid, tok.cfg.codes):
+                    have = (f"its image tokenizer makes {tok.cfg.size}px images of {tok.cfg.grid}x{tok.cfg.grid} "
+                            f"codes out of {tok.cfg.codes}") if tok is not None else "it has no image tokenizer"
+                    problems.append(Diagnostic(
+                        "E0118", Severity.ERROR, f"this model cannot generate the instruction's image: {have} "
+                        f"(slot at {op.span})", None,
+                        help="generate images with a model trained on an image task (its image tokenizer's sizes)"))
         if problems:
             raise InferenceError(problems)
 
@@ -205,10 +258,12 @@ class OFASys:
                   no_repeat_ngram_size: int | None = None, sampling: bool | None = None, top_k: int | None = None,
                   top_p: float | None = None, temperature: float | None = None, closed_set: list[str] | None = None,
                   batch_size: int = 16, seed: int | None = None, base_dir: str | Path | None = None,
-                  progress=None):
+                  progress=None, rerank=None):
         """Answer `instruction` (a task name or an instruction) for one row (a dict: returns one
         Output) or many (a list: returns a list).  Media paths resolve against `base_dir`
-        (default: the current directory).  `progress(n)` is called with rows done."""
+        (default: the current directory).  `progress(n)` is called with rows done.
+        `rerank(outputs, row) -> scores`: reorders each row's n-best by a scorer of your own
+        (OFASys reranks generated images with CLIP); the scores replace the model's."""
         single = isinstance(data, dict)
         rows = [data] if single else list(data)
         task = self.task(instruction)
@@ -220,7 +275,8 @@ class OFASys:
                         temperature=temperature, seed=seed)
         scorer = self._scorer(task, answers, settings)
         if id(task) not in self._runners:
-            self._runners[id(task)] = TaskRunner(task, self.vocab, "test", media=self.backend.media)
+            self._runners[id(task)] = TaskRunner(task, self.vocab, "test", media=self.backend.media,
+                                                 resources=self.resources)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         rows_data = TaskData(self._runners[id(task)], [open_source(rows, base_dir=base)])
         image_column = next((op.get("column") for op in task.programs[0].of_kind("read")
@@ -232,10 +288,14 @@ class OFASys:
             hyps_of, metas = self.backend.answer(samples, scorer.generation)
             for i, (hyps, meta) in enumerate(zip(hyps_of, metas)):
                 n_best = [_output(scorer.output(h.tokens, meta), h.score) for h in hyps] or [Output()]
+                if rerank is not None and hyps:
+                    for o, s in zip(n_best, rerank(n_best, rows[lo + i])):
+                        o.score = float(s)
+                    n_best.sort(key=lambda o: -o.score)
                 best = n_best[0]
                 best.n_best = n_best
                 if image_column is not None:
-                    best.image, best.base_dir = rows[lo + i].get(image_column), base
+                    best.source, best.base_dir = rows[lo + i].get(image_column), base
                 outputs.append(best)
             if progress is not None:
                 progress(hi)
@@ -248,5 +308,5 @@ class OFASys:
         if key not in self._scorers:
             if len(self._scorers) > 64:
                 self._scorers.clear()
-            self._scorers[key] = Scorer(task, self.vocab, answers, **settings)
+            self._scorers[key] = Scorer(task, self.vocab, answers, resources=self.resources, **settings)
         return self._scorers[key]

@@ -9,6 +9,10 @@ The folder holds the encoder/decoder/decoder-with-past layout:
   decoder.onnx            the first decoder call: BOS and the forced prefix at once -> logits of
                           the last position and each layer's self-attention (k, v)
   decoder_with_past.onnx  one new position over the cached (k, v) -> logits, the grown cache
+  decoder_codes.onnx, decoder_codes_with_past.onnx
+                          the same two for the code head (image outputs), when the run has one
+  tokenizers/image/       the image tokenizer's config and report, and image_decoder.onnx:
+                          codes [N, g*g] -> uint8 images [N, S, S, 3]
   manifest.json           graphs with their input/output names and dynamic axes, opset, the
                           model config, which encoder serves which task, ofac version
   programs.json, tokenizer.json, answers.json, config.json   as in the run directory
@@ -34,9 +38,9 @@ from ofac.modalities import ADAPTORS
 
 from ..store.files import write_json
 from .answer import OFASys
-from .onnx import FORMAT, ExportError, encoder_graph, encoder_inputs, takes_lengths
+from .onnx import FORMAT, ExportError, decoder_graphs, encoder_graph, encoder_inputs, takes_lengths
 
-__all__ = ["ExportError", "encoder_inputs", "export"]
+__all__ = ["ExportError", "decoder_graphs", "encoder_inputs", "export"]
 
 FILES = ("programs.json", "tokenizer.json", "answers.json", "config.json")
 
@@ -70,32 +74,45 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    """First call (no cache): tokens [B, T] from position 0."""
+    """First call (no cache): tokens [B, T] from position 0, through output head `head`."""
 
-    def __init__(self, model):
+    def __init__(self, model, head: str = "tokens"):
         super().__init__()
-        self.m = model
+        self.m, self.head = model, head
 
     def forward(self, tokens, mask, cross: tuple):
         L = len(self.m.decoder)
         pairs = [(cross[2 * i], cross[2 * i + 1]) for i in range(L)]
-        logits, present = self.m.decode_step(tokens, 0, None, pairs, mask, last=True)
+        logits, present = self.m.decode_step(tokens, 0, None, pairs, mask, last=True, head=self.head)
         return (logits, *[t for kv in present for t in kv])
 
 
 class _DecoderWithPast(nn.Module):
     """One new position `pos` [1] over the cached (k, v) of the earlier ones."""
 
-    def __init__(self, model):
+    def __init__(self, model, head: str = "tokens"):
         super().__init__()
-        self.m = model
+        self.m, self.head = model, head
 
     def forward(self, tokens, pos, mask, caches: tuple):
         L = len(self.m.decoder)
         past = [(caches[2 * i], caches[2 * i + 1]) for i in range(L)]
         cross = [(caches[2 * L + 2 * i], caches[2 * L + 2 * i + 1]) for i in range(L)]
-        logits, present = self.m.decode_step(tokens, pos, past, cross, mask, last=True)
+        logits, present = self.m.decode_step(tokens, pos, past, cross, mask, last=True, head=self.head)
         return (logits, *[t for kv in present for t in kv])
+
+
+class _ImageDecoder(nn.Module):
+    """The image tokenizer's decoder with the conversion to pixels: codes [N, g*g] -> uint8
+    [N, S, S, 3], exactly as `ImageTokenizer.decode` computes it in PyTorch."""
+
+    def __init__(self, codec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, codes):
+        images = self.codec.decode(codes)  # [N, 3, S, S] in [-1, 1]
+        return ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def _example_inputs(model, adaptors, B: int = 2):
@@ -193,18 +210,35 @@ def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str =
             mask = torch.zeros(2, 1, 1, S)
             cross = tuple(torch.randn(2, H, S, Dh) for _ in range(2 * L))
             cross_dyn = tuple({0: batch, 2: source} for _ in range(2 * L))
-            log("exporting decoder")
-            graphs["decoder"] = _export(_Decoder(model), [torch.randint(4, cfg.vocab_size, (2, 3)), mask, cross],
+            caches = tuple(torch.randn(2, H, 5, Dh) for _ in range(2 * L)) + cross
+            for head in cfg.outputs:
+                first, with_past = decoder_graphs(head)
+                log(f"exporting {first}")
+                graphs[first] = _export(_Decoder(model, head), [torch.randint(4, cfg.vocab_size, (2, 3)), mask, cross],
                                         ({0: batch, 1: prefix}, {0: batch, 3: source}, cross_dyn),
                                         ["tokens", "mask", *cross_names], ["logits", *present],
-                                        tmp / "decoder.onnx", opset)
-            caches = tuple(torch.randn(2, H, 5, Dh) for _ in range(2 * L)) + cross
-            log("exporting decoder_with_past")
-            graphs["decoder_with_past"] = _export(
-                _DecoderWithPast(model), [torch.randint(4, cfg.vocab_size, (2, 1)), torch.tensor([5]), mask, caches],
-                ({0: batch}, None, {0: batch, 3: source}, tuple({0: batch, 2: past} for _ in range(2 * L)) + cross_dyn),
-                ["tokens", "pos", "mask", *past_names, *cross_names], ["logits", *present],
-                tmp / "decoder_with_past.onnx", opset)
+                                        tmp / f"{first}.onnx", opset)
+                log(f"exporting {with_past}")
+                graphs[with_past] = _export(
+                    _DecoderWithPast(model, head), [torch.randint(4, cfg.vocab_size, (2, 1)), torch.tensor([5]), mask,
+                                                    caches],
+                    ({0: batch}, None, {0: batch, 3: source},
+                     tuple({0: batch, 2: past} for _ in range(2 * L)) + cross_dyn),
+                    ["tokens", "pos", "mask", *past_names, *cross_names], ["logits", *present],
+                    tmp / f"{with_past}.onnx", opset)
+            image = system.resources.get("image")
+            if image is not None:
+                folder = tmp / "tokenizers" / "image"
+                folder.mkdir(parents=True)
+                for name in ("config.json", "report.json"):
+                    if (image.folder / name).exists():
+                        shutil.copyfile(image.folder / name, folder / name)
+                log("exporting tokenizers/image/image_decoder")
+                grid = image.cfg.grid
+                graphs["image_decoder"] = _export(
+                    _ImageDecoder(image.codec.float().eval()), [torch.randint(0, image.cfg.codes, (2, grid * grid))],
+                    ({0: batch},), ["codes"], ["images"], folder / "image_decoder.onnx", opset)
+                graphs["image_decoder"]["file"] = "tokenizers/image/image_decoder.onnx"
         run = Path(run_dir)
         for f in FILES:
             if (run / f).exists():

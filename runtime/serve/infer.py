@@ -1,5 +1,6 @@
 """`ofac infer`: answer a trained task or a new instruction for the rows given, and show the
-answers (text, or one JSON object per row), drawing predicted boxes where asked."""
+answers (text, or one JSON object per row), drawing predicted boxes or writing generated images
+where asked."""
 from __future__ import annotations
 
 import json
@@ -24,6 +25,9 @@ def shown(output: Output, format: str = "text") -> str:
     """An answer as `ofac infer` prints it: its text, its boxes (with labels), or JSON."""
     if format == "json":
         return json.dumps(output.to_dict())
+    if output.pixels is not None:
+        h, w = output.pixels.shape[:2]
+        return f"image {w}x{h} (score {output.score:.3f})"
     if output.boxes:
         labels = output.labels or [""] * len(output.boxes)
         return "; ".join(f"{lab + ' ' if lab else ''}[{', '.join(f'{c:.1f}' for c in b)}]"
@@ -33,9 +37,18 @@ def shown(output: Output, format: str = "text") -> str:
 
 def save_boxes(outputs: list[Output], path: Path, one_row: bool) -> list[Path]:
     """Draw each answer's boxes on its input image: to `path` for one row, else `path/<k>.png`."""
+    return _save(outputs, path, one_row, Output.save_box)
+
+
+def save_images(outputs: list[Output], path: Path, one_row: bool) -> list[Path]:
+    """Write each answer's generated image: to `path` for one row, else `path/<k>.png`."""
+    return _save(outputs, path, one_row, Output.save_image)
+
+
+def _save(outputs: list[Output], path: Path, one_row: bool, save) -> list[Path]:
     written = []
     for k, o in enumerate(outputs):
         target = path if one_row else path / f"{k}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        written.append(o.save_box(target))
+        written.append(save(o, target))
     return written

@@ -46,6 +46,11 @@ def encoder_graph(adaptors: tuple[str, ...]) -> str:
     return "encoder_" + "-".join(adaptors)
 
 
+def decoder_graphs(head: str) -> tuple[str, str]:
+    """The names of an output head's two decoder graphs (first call, with past)."""
+    return ("decoder", "decoder_with_past") if head == "tokens" else (f"decoder_{head}", f"decoder_{head}_with_past")
+
+
 # ------------------------------------------------------------------------------ batches
 
 @dataclass
@@ -191,15 +196,20 @@ class OrtModel:
     def cross_cache(self, memory):
         return self._cross.pop(id(memory))
 
-    def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = True):
+    def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = True, head: str = "tokens"):
         """tokens [N, t] from position `start` over the cached (k, v) `past` (None: the first
-        call) -> logits [N, V] of the last position, the grown cache."""
+        call) -> logits [N, V] of the last position, the grown cache; `head`: the output head
+        whose decoder graphs run (the token head's, or the code head's for images)."""
         flat_cross = [t for kv in cross for t in kv]
+        first, with_past = decoder_graphs(head)
+        if first not in self.manifest["graphs"]:
+            raise ExportError(f"this export has no decoder for `{head}` outputs",
+                              help="export the run again with this ofac (it exports every output head)")
         if past is None:
-            sess = self.session("decoder")
+            sess = self.session(first)
             feeds = [tokens, memory_mask, *flat_cross]
         else:
-            sess = self.session("decoder_with_past")
+            sess = self.session(with_past)
             feeds = [tokens, np.array([start], dtype=np.int64), memory_mask, *[t for kv in past for t in kv],
                      *flat_cross]
         names = [i.name for i in sess.get_inputs()]

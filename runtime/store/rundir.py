@@ -6,6 +6,7 @@
     RUN/tokenizer.json    the run's vocabulary
     RUN/programs.json     the IR of every task
     RUN/answers.json      each closed-set task's candidate answers
+    RUN/tokenizers/image/ the image tokenizer of image outputs (see codec/tokenizer.py)
     RUN/metrics.jsonl     one JSON object per logged step / validation
     RUN/checkpoints/      see checkpoint.py
 

@@ -1,5 +1,6 @@
 """Training one generalist model on every task of a run (`ofac run`, `Trainer().fit`), as a
-recipe: `setup` (run directory, vocabulary, model, optimizer and schedule, data), `train` (the
+recipe: `setup` (run directory, vocabulary, the image tokenizer of image outputs (stage 0,
+`tokenizers.py`), model, optimizer and schedule, data), `train` (the
 loop of updates), `validate`, `save`, `cleanup`.  The update's arithmetic is `update.py`, the
 schedule `schedule.py`, validation `validation.py`, the EMA `ema.py`, the run directory
 `store/rundir.py`, the settings `options.py`."""
@@ -39,7 +40,7 @@ from ..store.files import CheckpointError
 from ..store.rundir import RunDir
 from ..threads import govern
 from ..vocab.tokenizer import Vocab
-from . import update
+from . import tokenizers, update
 from .distributed import Parallel
 from .ema import EMA
 from .options import TrainOptions, max_steps
@@ -109,6 +110,7 @@ class TrainingRun:
         if self.par.mode == "fsdp" and o.ema:
             raise NotSupportedYet("`ema` with `parallel = fsdp`", help="use `parallel = ddp`, or train without ema")
         self.par.barrier()  # every rank has checked the run directory before rank 0 writes to it
+        self.resources = self._resources(ckpt is not None)
         torch.manual_seed(o.seed)  # the same initial weights on every rank
         model = EncoderDecoder(ModelConfig.from_dict(config["model"]))
         opt_state = state = None
@@ -125,15 +127,15 @@ class TrainingRun:
         self.opt, self.sched = build_optimizer(self.model, o)
         self.start, mixer_state = self._restore(ckpt, opt_state, state) if ckpt else (0, None)
         self.step = self.start
-        self.train_data = task_data(self.run, "train", vocab)
+        self.train_data = task_data(self.run, "train", vocab, self.resources)
         if not self.train_data:
             raise NotSupportedYet("a task file without training data", help="give tasks a `train = ...` file")
         self.names = [t.name for t in self.run.tasks if t.name in self.train_data]
         self.loader, self.sampler = self._loader(mixer_state)
-        self.valid_data = task_data(self.run, "valid", vocab)
+        self.valid_data = task_data(self.run, "valid", vocab, self.resources)
         answers = {n: closed_set(self.run.task(n), self.train_data[n]) for n in self.names}
         for name in self.valid_data:  # how each task is scored: a metric that cannot work fails the start
-            self.validation.scorer(name, vocab, answers=answers.get(name))
+            self.validation.scorer(name, vocab, answers=answers.get(name), resources=self.resources)
         if ckpt is None and self.par.main:
             self.dir.write_setup(vocab, self.run.irs, answers={n: a for n, a in answers.items() if a is not None},
                                  config=config)
@@ -216,14 +218,28 @@ class TrainingRun:
 
     # ------------------------------------------------------------------ setup parts
 
+    def _resources(self, resuming: bool) -> dict:
+        """The run's learned codecs (stage 0): rank 0 trains the image tokenizer, the others
+        load it once it is written."""
+        image = tokenizers.prepare(self.run, self.dir.path, self.log, resuming) if self.par.main else None
+        self.par.barrier()
+        if image is None and tokenizers.codec_config(self.run) is not None:
+            from ..codec.tokenizer import ImageTokenizer
+
+            image = ImageTokenizer.load(self.dir.path / tokenizers.FOLDER)
+        return {"image": image} if image is not None else {}
+
     def _config(self, vocab: Vocab) -> dict:
         ids = vocab.bin_ids
         bins = (ids[0], len(ids)) if ids and ids[-1] - ids[0] + 1 == len(ids) else (0, 0)
+        codec = tokenizers.codec_config(self.run)
+        codes = (vocab.code_ids[0], len(vocab.code_ids)) if codec is not None else (0, 0)
         cfg = ModelConfig.from_settings(self.run.model, len(vocab), encoder_adaptors(self.run.irs), bins,
-                                        output_heads(self.run.irs))
+                                        output_heads(self.run.irs), codes, codec.grid if codec is not None else 0)
         source = Path(self.run.source)
         return {"ofac_version": __version__, "model": cfg.to_dict(), "tasks": [t.name for t in self.run.tasks],
                 "model_block": {k: v for k, v in self.run.model.items() if not isinstance(v, tuple)},
+                "image_tokenizer_block": {k: v for k, v in self.run.image_tokenizer.items() if k != "path"},
                 "source": str(source.resolve()) if source.is_file() else self.run.source,
                 "train": self.options.to_dict(), "export": {k: list(v) if isinstance(v, tuple) else v
                                                            for k, v in self.run.export.items()}}

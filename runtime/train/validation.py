@@ -18,16 +18,17 @@ class Validation:
         self.run, self.device, self.batch_size = run, device, batch_size
         self.scorers: dict[str, Scorer] = {}
 
-    def scorer(self, name: str, vocab, train: TaskData | None = None, answers=None) -> Scorer:
+    def scorer(self, name: str, vocab, train: TaskData | None = None, answers=None, resources=None) -> Scorer:
         if name not in self.scorers:
             task = self.run.task(name)
-            self.scorers[name] = Scorer(task, vocab, answers if answers is not None else closed_set(task, train))
+            self.scorers[name] = Scorer(task, vocab, answers if answers is not None else closed_set(task, train),
+                                        resources=resources)
         return self.scorers[name]
 
     def __call__(self, model, valid: dict[str, TaskData], train: dict[str, TaskData] | None = None) -> dict:
         out = {}
         for name, data in valid.items():
-            scorer = self.scorer(name, data.runner.vocab, (train or {}).get(name))
+            scorer = self.scorer(name, data.runner.vocab, (train or {}).get(name), resources=data.runner.resources)
             out[name] = evaluate(model, data, scorer, self.device, self.batch_size).scores
         model.train()
         return out

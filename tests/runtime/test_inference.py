@@ -124,7 +124,7 @@ train { steps = 3  out = run }
     assert len(out.boxes) == 1 and len(out.boxes[0]) == 4
     x0, y0, x1, y1 = out.boxes[0]
     assert 0 <= x0 <= x1 <= 64 and 0 <= y0 <= y1 <= 48  # pixels of the 64x48 original, not of 32x32
-    drawn = Output(boxes=[[10, 10, 30, 20]], labels=["thing"], image="img/0.png", base_dir=tmp_path)
+    drawn = Output(boxes=[[10, 10, 30, 20]], labels=["thing"], source="img/0.png", base_dir=tmp_path)
     drawn.save_box(tmp_path / "boxed.png")
     image = Image.open(tmp_path / "boxed.png").convert("RGB")
     assert image.size == (64, 48) and image.getpixel((10, 15)) == (255, 0, 0)  # the box's left edge

@@ -1,7 +1,8 @@
 """Output heads: the model half of a `target.<head>` op, registered by name like the encoder
 adaptors, with the losses (`loss.<name>`) that train them.  A head says what the decoder reads
 at each position (`inputs`), what it writes there (`outputs`), and how the teacher-forced
-outputs score against its batched targets (`teacher_forced`); its data half is
+outputs score against its batched targets (`teacher_forced`), and what generation reads
+(`logits`: over the vocabulary, one position per row); its data half is
 `exec.targets` (one row's target) and `data.targets` (a batch of them).
 
 Adding an output kind (image codes, mel frames, motion) is one head module here, its loss
@@ -25,10 +26,9 @@ class LossTerms:
     nll: object  # scalar tensor
 
 
-from . import tokens  # noqa: E402,F401  (registers the token head and its loss)
+from . import codes, tokens  # noqa: E402,F401  (register the token and code heads and their loss)
 
-for _head, _what in (("codes", "image outputs (VQ codes)"), ("frames", "speech outputs (mel frames)"),
-                     ("motion", "motion outputs (diffusion)")):
+for _head, _what in (("frames", "speech outputs (mel frames)"), ("motion", "motion outputs (diffusion)")):
     HEADS.add(_head, None, unsupported=f"{_what} are not built yet")
 LOSSES.add("tacotron2", None, unsupported="the speech loss (Tacotron 2) is not built yet")
 LOSSES.add("diffusion", None, unsupported="the diffusion loss is not built yet")

@@ -39,6 +39,8 @@ class TokenHead(nn.Module):
         """Decoder states [..., D] -> logits [..., V]; with a generation pack, its layout."""
         return linear(None, x, pack, key="proj") if pack is not None else F.linear(x, self.embed.weight)
 
+    logits = outputs  # what generation reads: logits over the vocabulary
+
     @staticmethod
     def teacher_forced(logits, targets, trie=None) -> dict:
         """The validation numbers of teacher-forced logits [B, L, V]: summed NLL, correct

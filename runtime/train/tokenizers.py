@@ -1,0 +1,162 @@
+"""Stage 0 of a run with image outputs: its image tokenizer, before the main model.
+
+Unless the `image_tokenizer { path = ... }` block names a trained one, the tokenizer is trained
+on the run's own training images (every image cell of a `preprocess=image_vqgan` column, each
+file once), saved in RUN/tokenizers/image, and reported (held-out PSNR / SSIM, codes used).  Then
+the codes of every training and validation image are computed once and cached beside it, so
+training never runs the tokenizer.  A start that failed after this stage finds the tokenizer on
+its next try and reuses it; `--resume` always does."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..codec.config import ImageCodecConfig
+from ..codec.tokenizer import ImageTokenizer, image_key
+from ..codec.training import CodecTraining, train_codec
+from ..errors import DataError, RunError
+from ..preprocess.image_codes import load_pixels, parse_codes
+from ..preprocess.media import MediaError
+from ..store.files import CheckpointError
+from .options import max_steps
+
+FOLDER = Path("tokenizers") / "image"
+
+
+def image_targets(run) -> list[tuple[object, object, object]]:
+    """(task, program, op) of every `preprocess.image_vqgan` op of the run."""
+    return [(t, p, op) for t in run.tasks for p in t.ir.programs for op in p.of_kind("preprocess")
+            if op.name == "image_vqgan"]
+
+
+def codec_config(run) -> ImageCodecConfig | None:
+    """The image tokenizer the run's tasks ask for (None: no image outputs).  The lowering
+    gives every image target its sizes from the one `image_tokenizer` block; a run assembled
+    from tasks compiled apart may disagree, which is an error."""
+    ops = image_targets(run)
+    if not ops:
+        return None
+    sizes = {(op.get("size"), op.get("grid"), op.get("codes")) for _, _, op in ops}
+    if len(sizes) > 1:
+        raise RunError(f"the run's image targets ask for different image tokenizers {sorted(sizes)} "
+                       "((size, grid, codes) each): one run has one image tokenizer")
+    size, grid, codes = sizes.pop()
+    return ImageCodecConfig(size=size, grid=grid, codes=codes)
+
+
+def prepare(run, run_dir: Path, log, resume: bool = False) -> ImageTokenizer | None:
+    """The run's image tokenizer, trained (or copied, or found again) with its code cache filled
+    for the training and validation images; None when the run has no image outputs."""
+    cfg = codec_config(run)
+    if cfg is None:
+        return None
+    folder = run_dir / FOLDER
+    settings = run.image_tokenizer
+    tok = _existing(folder, cfg, resume, log)
+    if tok is None and settings.get("path"):
+        source = Path(settings["path"])
+        source = source if source.is_absolute() else run.base_dir / source
+        given = ImageTokenizer.load(source, codes=False)
+        if given.cfg != cfg:
+            raise CheckpointError("E0116", f"the image tokenizer at `{source}` makes {given.cfg.size}px images of "
+                                  f"{given.cfg.grid}x{given.cfg.grid} codes out of {given.cfg.codes}; the tasks ask "
+                                  f"for {cfg.size}px, {cfg.grid}x{cfg.grid} of {cfg.codes}", source,
+                                  help="set image_tokenizer { image_size, grid, codes } to the tokenizer's sizes")
+        tok = given.copy_to(folder)
+        log(f"image tokenizer: using {source} ({tok.describe()})")
+    if tok is None:
+        tok = _train(run, folder, cfg, settings, log)
+    _fill_cache(run, tok, log)
+    return tok
+
+
+def _existing(folder: Path, cfg: ImageCodecConfig, resume: bool, log) -> ImageTokenizer | None:
+    if not (folder / "config.json").exists():
+        if resume:
+            raise CheckpointError("E0110", "the run has image outputs but no image tokenizer", folder,
+                                  help="the run directory is incomplete: start the run again with a new --out")
+        return None
+    tok = ImageTokenizer.load(folder)
+    if tok.cfg != cfg:
+        if resume:
+            raise CheckpointError("E0116", "the run's image tokenizer differs from the task file's "
+                                  "image_tokenizer block", folder,
+                                  help="resume with the task file that started the run")
+        return None  # an earlier start with other settings: train again
+    if not resume:
+        log(f"image tokenizer: reusing the one an earlier start trained ({tok.describe()})")
+    return tok
+
+
+def _cells(run, split: str):
+    """(value, base_dir, where) of every image cell of the run's image targets in `split`."""
+    from ..data.tasks import task_data
+
+    datas = task_data(run, split, None)
+    for task, program, op in image_targets(run):
+        data = datas.get(task.name)
+        if data is None:
+            continue
+        column = program.arg(op).get("column")
+        for i in range(len(data)):
+            source, j = data.locate(i)
+            value = source.row(j).get(column)
+            if value is not None and parse_codes(value) is None:
+                yield value, source.base_dir, (source.name, source.row_number(j), column)
+
+
+def _unique(cells):
+    seen = set()
+    for value, base_dir, where in cells:
+        key = image_key(value, base_dir)
+        if key not in seen:
+            seen.add(key)
+            yield key, value, base_dir, where
+
+
+def _pixels(value, base_dir, where, size: int) -> np.ndarray:
+    try:
+        return load_pixels(value, base_dir, size)
+    except (MediaError, OSError, ValueError) as err:
+        file, row, column = where
+        raise DataError("E0104", f"cannot read the target image: {err}", file=file, row=row, column=column,
+                        help="every image of a `preprocess=image_vqgan` column is read before training") from None
+
+
+def _train(run, folder: Path, cfg: ImageCodecConfig, settings: dict, log) -> ImageTokenizer:
+    images = [_pixels(v, b, w, cfg.size) for _, v, b, w in _unique(_cells(run, "train"))]
+    if len(images) < 2:
+        raise DataError("E0105", f"the image tokenizer needs training images: found {len(images)} in the "
+                        "training data's image targets", file=run.source,
+                        help="give the image tasks `train` data, or name a trained tokenizer with "
+                             "image_tokenizer { path = ... }")
+    pixels = np.stack(images)
+    steps = settings["steps"] if max_steps() is None else min(settings["steps"], max_steps())
+    how = CodecTraining(steps=steps, lr=settings["lr"], batch_size=settings["batch_size"],
+                        seed=int(run.train.get("seed", 1)))
+    log(f"image tokenizer: training a VQ-VAE ({cfg.size}px -> {cfg.grid}x{cfg.grid} codes of {cfg.codes}) on "
+        f"{len(pixels)} training images, {steps} steps (image_tokenizer {{ steps }})")
+    codec, report = train_codec(pixels, cfg, how,
+                                log=lambda step, loss: log(f"image tokenizer: step {step}/{steps} loss {loss:.4f}"))
+    tok = ImageTokenizer.save(folder, codec, report, {"steps": steps, "lr": how.lr, "batch_size": how.batch_size,
+                                                      "seed": how.seed, "images": len(pixels)})
+    log(f"image tokenizer: trained in {report['seconds']:.0f} s: held-out PSNR {report['psnr']:.1f} dB, "
+        f"SSIM {report['ssim']:.3f}, {report['codes_used']}/{cfg.codes} codes used (saved in {folder})")
+    return tok
+
+
+def _fill_cache(run, tok: ImageTokenizer, log, batch: int = 256) -> None:
+    """Codes of every training and validation image not cached yet, encoded in batches."""
+    missing = [(k, v, b, w) for split in ("train", "valid") for k, v, b, w in _unique(_cells(run, split))
+               if k not in tok.cache]
+    missing = list({k: (k, v, b, w) for k, v, b, w in missing}.values())
+    if not missing:
+        return
+    log(f"image tokenizer: encoding {len(missing)} images once (cached in {tok.folder / 'codes.npz'})")
+    for lo in range(0, len(missing), batch):
+        part = missing[lo:lo + batch]
+        codes = tok.encode(np.stack([_pixels(v, b, w, tok.cfg.size) for _, v, b, w in part]))
+        for (key, *_), c in zip(part, codes):
+            tok.cache[key] = c.astype(np.uint16)
+    tok.save_codes()
