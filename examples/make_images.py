@@ -15,7 +15,8 @@ place (left, right, top, bottom, center) x size (small, large) = 180, each drawn
 jitter.  One place of every (shape, colour, size) is held out of training: t2i_valid.jsonl holds
 those 36 captions, never seen in training (and t2i_seen.jsonl new drawings of seen captions); a
 two-object tier ("a red circle left of a blue square") is in t2i2_*.jsonl.  Every row also
-carries the attributes it was drawn from (shape, colour, place, size; x, y of a frame), which
+carries the attributes it was drawn from (shape, colour, place, size; centre x, y and radius r),
+which
 benchmarks/image_zoo.py's judge is trained on.  An existing output with the same settings is
 kept (`--force` regenerates)."""
 from __future__ import annotations
@@ -87,10 +88,12 @@ def t2i_rows(out: Path, rng: random.Random, per_caption: int) -> dict[str, list]
         for split, n in counts.items():
             for _ in range(n):
                 path = f"img/t2i_{k}.png"
-                draw(single(rng, *attrs)).save(out / path)
+                drawn = single(rng, *attrs)
+                draw(drawn).save(out / path)
                 shape, colour, place, size = attrs
+                _, _, x, y, r = drawn[0]
                 splits[split].append({"text": caption(*attrs), "2": path, "shape": shape, "colour": colour,
-                                      "place": place, "size": size})
+                                      "place": place, "size": size, "x": x, "y": y, "r": r})
                 k += 1
     for rows in splits.values():
         rng.shuffle(rows)
@@ -126,7 +129,7 @@ def infill_rows(out: Path, rng: random.Random, n: int, split: str) -> list[dict]
             cx, cy = rng.randint(6, 26), rng.randint(6, 26)
         path = f"img/infill_{split}_{k}.png"
         draw([(shape, colour, cx, cy, r)]).save(out / path)
-        rows.append({"img": path, "3": path, "shape": shape, "colour": colour, "x": cx, "y": cy})
+        rows.append({"img": path, "3": path, "shape": shape, "colour": colour, "x": cx, "y": cy, "r": r})
     return rows
 
 
@@ -160,7 +163,7 @@ def frame_rows(out: Path, rng: random.Random, n: int, split: str) -> list[dict]:
         nxt = f"img/next_{split}_{k}.png"
         frames[-1].save(out / nxt)
         rows.append({"clip": clip, "next": nxt, "shape": shape, "colour": colour, "direction": direction,
-                     "x": x + dx * travel, "y": y + dy * travel})
+                     "x": x + dx * travel, "y": y + dy * travel, "r": r})
     return rows
 
 

@@ -30,7 +30,7 @@ class CodecTraining:
 
 def to_unit(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [N, S, S, 3] -> float [N, 3, S, S] in [-1, 1]."""
-    x = torch.as_tensor(pixels)
+    x = torch.as_tensor(np.array(pixels))  # a copy: decoded images may be read-only
     return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
@@ -64,7 +64,7 @@ def train_codec(pixels: np.ndarray, cfg: ImageCodecConfig, how: CodecTraining = 
             loss.backward()
             opt.step()
             if log is not None and (step % every == 0 or step == how.steps):
-                log(step, float(loss))
+                log(step, float(loss.detach()))
     codec.eval()
     report = evaluate_codec(codec, test if held else train)
     report.update(images=len(train), held_out=held, steps=how.steps, seconds=round(time.perf_counter() - t0, 1),
