@@ -40,6 +40,40 @@ def show_tokens(vocab: Vocab, ids) -> str:
     return " ".join(out)
 
 
+def preview_resources(definition) -> tuple[dict | None, str]:
+    """The image tokenizer `ofac data` shows image targets with: the one `image_tokenizer { path }`
+    names, else the one the run directory (`train { out }`) holds, else none yet (the targets
+    are read and checked, and shown without codes); and a line saying which."""
+    from ..train.tokenizers import FOLDER, codec_config
+
+    cfg = codec_config(definition)
+    if cfg is None:
+        return None, ""
+    from ..codec.tokenizer import ImageTokenizer
+    from ..preprocess.image_codes import NotTrained
+
+    named = definition.image_tokenizer.get("path")
+    out = definition.train.get("out")
+    for folder in ([Path(named)] if named else []) + ([Path(out) / FOLDER] if out else []):
+        folder = folder if folder.is_absolute() else definition.base_dir / folder
+        if (folder / "config.json").exists():
+            tok = ImageTokenizer.load(folder, codes=False)
+            if tok.cfg == cfg:
+                return {"image": tok}, f"image tokenizer: {folder} ({tok.describe()})"
+    return {"image": NotTrained(cfg)}, (f"image tokenizer: not trained yet ({cfg.size}px -> {cfg.grid}x{cfg.grid} "
+                                        f"codes of {cfg.codes}; `ofac run` trains it before the model)")
+
+
+def show_codes(target, meta: dict, shown: int = 12) -> str:
+    """An image target as the codes the decoder writes (the first `shown` of them)."""
+    codes = [int(t) for t, m in zip(target.target, target.loss_mask) if m]
+    if not codes:
+        n = meta.get("pending_codes")
+        return f"<an image as {n} codes, once the image tokenizer is trained>" if n else "<predicted>"
+    more = f" ... ({len(codes)} codes)" if len(codes) > shown else ""
+    return " ".join(f"<code_{c}>" for c in codes[:shown]) + more
+
+
 def preview(run, base_dir: Path | None = None, task: str | None = None, split: str = "train",
             rows: int = 2, seed: int = 1) -> Preview:
     """What the model sees of the first `rows` rows of each task (`ofac data`)."""
@@ -47,13 +81,16 @@ def preview(run, base_dir: Path | None = None, task: str | None = None, split: s
     result = Preview()
     try:
         vocab = run_vocab(definition, max_rows=2000)
-        datas = task_data(definition, split, vocab)
+        resources, note = preview_resources(definition)
+        datas = task_data(definition, split, vocab, resources)
     except DataError as err:
         result.diagnostics.append(err.diagnostic)
         return result
     names = [t.name for t in definition.tasks if task in (None, t.name)]
     result.lines.append(f"vocabulary: {len(vocab)} tokens ({len(vocab.bin_ids)} box bins, "
-                        f"{len(vocab.phone_ids)} phones)")
+                        f"{len(vocab.phone_ids)} phones, {len(vocab.code_ids)} image codes)")
+    if note:
+        result.lines.append(note)
     for name in names:
         data = datas.get(name)
         if data is None:
@@ -76,7 +113,10 @@ def preview(run, base_dir: Path | None = None, task: str | None = None, split: s
                 else:
                     kind = str(seg.data.dtype)[6:]  # torch.uint8 -> uint8
                     result.lines.append(f"    encoder {seg.adaptor:<22} {kind}{list(seg.data.shape)}")
-            target = s.target  # a TokenTarget: only the token head exists so far
+            target = s.target  # a TokenTarget (the token and code heads)
+            if s.head == "codes":
+                result.lines.append(f"    decoder target (with loss)     {show_codes(target, s.meta)}")
+                continue
             forced = show_tokens(vocab, target.target[:target.prefix])
             trained = show_tokens(vocab, [t for t, m in zip(target.target, target.loss_mask) if m])
             if forced:

@@ -45,6 +45,14 @@ def parse_codes(value) -> list[int] | None:
     return None
 
 
+class NotTrained:
+    """The image tokenizer of a run that has not trained it yet (`ofac data` before `ofac run`):
+    image targets are read and checked, and come out without codes (`Tokens.meta["pending"]`)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+
 def tokenizer_of(ctx: Context, attrs: dict):
     tok = (ctx.resources or {}).get("image")
     if tok is None:
@@ -66,6 +74,9 @@ def image_vqgan(value, attrs: dict, ctx: Context) -> Tokens:
     meta = None
     if codes is None:
         tok = tokenizer_of(ctx, attrs)
+        if isinstance(tok, NotTrained):
+            load_pixels(value, ctx.base_dir, attrs["size"])  # the cell must still be an image
+            return Tokens([], meta={"pending": attrs["grid"] ** 2})
         codes = tok.codes_of(value, ctx.base_dir).tolist()
         if not ctx.training:
             meta = {"pixels": load_pixels(value, ctx.base_dir, attrs["size"])}

@@ -236,3 +236,29 @@ def test_an_output_image_is_pil_saves_as_png_and_travels_as_json(tmp_path):
     assert np.array_equal(np.asarray(decoded), pixels)
     with pytest.raises(ValueError, match="no generated image"):
         Output(text="x").save_image(tmp_path / "none.png")
+
+
+def test_ofac_data_shows_image_targets_before_and_after_the_tokenizer_is_trained(trained, tmp_path):
+    """Before `ofac run` trains the tokenizer the image cells are still read (a missing file is
+    a diagnostic) and shown as codes to come; with the run's tokenizer, as the codes themselves."""
+    from PIL import Image
+
+    from ofac import compiler
+    from ofac.runtime.data.preview import preview
+
+    tok, images = trained
+    for k in range(2):
+        Image.fromarray(images[k]).save(tmp_path / f"{k}.png")
+    (tmp_path / "t.jsonl").write_text('{"text": "a red circle", "2": "0.png"}\n{"text": "a blue one", "2": "9.png"}\n')
+    src = tmp_path / "t.ofa"
+    src.write_text(f"task t2i {{\n    instruction: {T2I}\n    train = t.jsonl\n}}\ntrain {{\n    out = run\n}}\n")
+    before = preview(compiler.load(src), tmp_path, rows=2)
+    text = "\n".join(before.lines)
+    assert "image tokenizer: not trained yet (32px -> 8x8 codes of 256" in text
+    assert "<an image as 64 codes, once the image tokenizer is trained>" in text
+    assert [(d.code, d.line) for d in before.diagnostics] == [("E0104", 2)]  # 9.png is missing
+    assert "column `2`" in before.diagnostics[0].message
+    tok.copy_to(tmp_path / "run" / "tokenizers" / "image")
+    after = "\n".join(preview(compiler.load(src), tmp_path, rows=1).lines)
+    first = " ".join(f"<code_{c}>" for c in tok.encode(images[:1])[0][:12])
+    assert f"decoder target (with loss)     {first} ... (64 codes)" in after
