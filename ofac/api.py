@@ -21,7 +21,7 @@ from .compiler import load as load_task_file
 from .errors import CompileError
 from .runtime.data.tasks import RunDefinition, TaskDefinition, defaults
 from .runtime.serve.answer import OFASys
-from .settings import MODEL, TASK, TRAIN, coerce
+from .settings import IMAGE_TOKENIZER, MODEL, TASK, TRAIN, coerce
 
 __all__ = ["GeneralistModel", "OFASys", "Task", "Trainer", "load"]
 
@@ -72,9 +72,12 @@ class GeneralistModel:
 
 
 class Trainer:
-    def __init__(self, **settings):
-        """Any `train { }` setting: steps, lr, warmup, schedule, mixing, out, device, ..."""
+    def __init__(self, image_tokenizer: dict | None = None, **settings):
+        """Any `train { }` setting: steps, lr, warmup, schedule, mixing, out, device, ...;
+        `image_tokenizer`: the `image_tokenizer { }` block's settings (grid, codes, steps, path,
+        ...) for tasks that generate images."""
         self.settings = {k: coerce(TRAIN, k, v) for k, v in settings.items()}
+        self.image_tokenizer = {k: coerce(IMAGE_TOKENIZER, k, v) for k, v in (image_tokenizer or {}).items()}
 
     def fit(self, model: GeneralistModel, tasks: list[Task], resume: bool = False):
         """Train `model` on `tasks` into the run directory (`out`); -> the run's result."""
@@ -82,14 +85,31 @@ class Trainer:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"task names must be unique: {', '.join(dupes)}")
-        run = RunDefinition([TaskDefinition(t.ir, {**defaults(TASK), **t.settings}, dict(t.datasets)) for t in tasks],
-                            {**defaults(MODEL), **model.settings}, {**defaults(TRAIN), **self.settings},
-                            source="<python api>", base_dir=Path.cwd())
+        image = {**defaults(IMAGE_TOKENIZER), **self.image_tokenizer}
+        if "path" in image:
+            image["path"] = str(Path(image["path"]).resolve())
+        definitions = [TaskDefinition(self._lowered(t, model), {**defaults(TASK), **t.settings}, dict(t.datasets))
+                       for t in tasks]
+        run = RunDefinition(definitions, {**defaults(MODEL), **model.settings}, {**defaults(TRAIN), **self.settings},
+                            source="<python api>", base_dir=Path.cwd(), image_tokenizer=image)
         from .runtime.train.recipe import TrainingRun  # torch, from here on
 
         result = TrainingRun(run, resume=resume, log=print).fit()
         model.run_dir = result.run_dir
         return result
+
+
+    def _lowered(self, task: Task, model: GeneralistModel):
+        """The task lowered for this run's model and image tokenizer settings (sizes that reach
+        preprocessing, as a task file's blocks do); the Task's own IR when there are none."""
+        if not model.settings.keys() - {"preset"} and not self.image_tokenizer:
+            return task.ir
+        ir, diags = compile_instruction(task.instruction, task=task.name, name=f"<task {task.name}>",
+                                        model=tuple(model.settings.items()),
+                                        image_tokenizer=tuple(self.image_tokenizer.items()))
+        if ir is None:
+            raise CompileError(diags)
+        return ir
 
 
 def load(path: str | Path, **options):

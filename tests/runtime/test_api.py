@@ -46,3 +46,22 @@ def test_mistakes_are_caught_before_training():
     t = Task(name="t", instruction="[TEXT:a] -> [TEXT:b]")
     with pytest.raises(ValueError, match="unique"):
         Trainer().fit(GeneralistModel(), [t, t])
+    with pytest.raises(ValueError, match="did you mean `grid`"):
+        Trainer(image_tokenizer={"grids": 4})
+
+
+def test_the_model_and_image_tokenizer_settings_reach_the_lowering():
+    """As a task file's blocks do: an image target is written in the tokenizer's grid and codes,
+    an image input is preprocessed at the model's image size."""
+    t2i = Task(name="t2i", instruction="a drawing of [TEXT:text] -> [IMAGE:img,preprocess=image_vqgan]")
+    trainer = Trainer(image_tokenizer={"grid": 4, "codes": 64, "image_size": 16})
+    op = trainer._lowered(t2i, GeneralistModel()).programs[0].only("generate")
+    assert op.get("min_len") == op.get("max_len") == 16
+    pre = next(o for o in trainer._lowered(t2i, GeneralistModel()).programs[0].of_kind("preprocess")
+               if o.name == "image_vqgan")
+    assert (pre.get("grid"), pre.get("codes"), pre.get("size")) == (4, 64, 16)
+    caption = Task(name="c", instruction="[IMAGE:img] what is it? -> [TEXT:cap]")
+    pre = next(o for o in Trainer()._lowered(caption, GeneralistModel(image_size=64)).programs[0].of_kind("preprocess")
+               if o.name == "image")
+    assert pre.get("size") == 64
+    assert Trainer()._lowered(caption, GeneralistModel()) is caption.ir  # nothing to change
