@@ -18,11 +18,13 @@ two-object tier ("a red circle left of a blue square") is in t2i2_*.jsonl.  Ever
 carries the attributes it was drawn from (shape, colour, place, size; centre x, y and radius r),
 which
 benchmarks/image_zoo.py's judge is trained on.  An existing output with the same settings is
-kept (`--force` regenerates)."""
+kept (`--force` regenerates).  OFAC_MAX_ROWS=N (the smoke tests') writes one drawing a caption and
+at most N rows of the other files."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from pathlib import Path
 
@@ -184,6 +186,11 @@ def main(argv=None) -> Path:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
+    cap = os.environ.get("OFAC_MAX_ROWS")  # smoke tests: a few rows a file (as make_data.py)
+    if cap:
+        args.per_caption = 1
+        for name in ("pairs", "infill", "clips", "valid"):
+            setattr(args, name, min(getattr(args, name), int(cap)))
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "force")}
     stamp = args.out / "settings.json"
     if not args.force and stamp.exists() and json.loads(stamp.read_text()) == settings:
