@@ -22,8 +22,34 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RunError
 from ..preprocess.image_codes import load_pixels
 from ..store.files import CheckpointError, read_json, write_atomic, write_json
+from .config import ImageCodecConfig
+
+FOLDER = Path("tokenizers") / "image"  # in a run directory
+
+
+def image_targets(run) -> list[tuple[object, object, object]]:
+    """(task, program, op) of every `preprocess.image_vqgan` op of the run."""
+    return [(t, p, op) for t in run.tasks for p in t.ir.programs for op in p.of_kind("preprocess")
+            if op.name == "image_vqgan"]
+
+
+def codec_config(run) -> ImageCodecConfig | None:
+    """The image tokenizer the run's tasks ask for (None: no image outputs).  The lowering
+    gives every image target its sizes from the one `image_tokenizer` block; a run assembled
+    from tasks compiled apart may disagree, which is an error."""
+    ops = image_targets(run)
+    if not ops:
+        return None
+    sizes = {(op.get("size"), op.get("grid"), op.get("codes")) for _, _, op in ops}
+    if len(sizes) > 1:
+        raise RunError(f"the run's image targets ask for different image tokenizers {sorted(sizes)} "
+                       "((size, grid, codes) each): one run has one image tokenizer")
+    size, grid, codes = sizes.pop()
+    return ImageCodecConfig(size=size, grid=grid, codes=codes)
+
 
 FORMAT = "ofac-image-tokenizer-1"
 FILES = ("config.json", "codec.safetensors", "report.json")
@@ -60,8 +86,6 @@ class ImageTokenizer:
     without the network (DataLoader workers reload it only if they must encode a new image)."""
 
     def __init__(self, folder: Path, config: dict, report: dict | None = None):
-        from .config import ImageCodecConfig
-
         self.folder, self.config, self.report = Path(folder), config, report or {}
         self.cfg = ImageCodecConfig(**config["codec"])
         self.cache: dict[str, np.ndarray] = {}

@@ -44,13 +44,12 @@ def preview_resources(definition) -> tuple[dict | None, str]:
     """The image tokenizer `ofac data` shows image targets with: the one `image_tokenizer { path }`
     names, else the one the run directory (`train { out }`) holds, else none yet (the targets
     are read and checked, and shown without codes); and a line saying which."""
-    from ..train.tokenizers import FOLDER, codec_config
+    from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config
+    from ..preprocess.image_codes import NotTrained
 
     cfg = codec_config(definition)
     if cfg is None:
         return None, ""
-    from ..codec.tokenizer import ImageTokenizer
-    from ..preprocess.image_codes import NotTrained
 
     named = definition.image_tokenizer.get("path")
     out = definition.train.get("out")

@@ -13,36 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from ..codec.config import ImageCodecConfig
-from ..codec.tokenizer import ImageTokenizer, image_key
+from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config, image_key, image_targets
 from ..codec.training import CodecTraining, train_codec
-from ..errors import DataError, RunError
+from ..errors import DataError
 from ..preprocess.image_codes import load_pixels, parse_codes
 from ..preprocess.media import MediaError
 from ..store.files import CheckpointError
 from .options import max_steps
-
-FOLDER = Path("tokenizers") / "image"
-
-
-def image_targets(run) -> list[tuple[object, object, object]]:
-    """(task, program, op) of every `preprocess.image_vqgan` op of the run."""
-    return [(t, p, op) for t in run.tasks for p in t.ir.programs for op in p.of_kind("preprocess")
-            if op.name == "image_vqgan"]
-
-
-def codec_config(run) -> ImageCodecConfig | None:
-    """The image tokenizer the run's tasks ask for (None: no image outputs).  The lowering
-    gives every image target its sizes from the one `image_tokenizer` block; a run assembled
-    from tasks compiled apart may disagree, which is an error."""
-    ops = image_targets(run)
-    if not ops:
-        return None
-    sizes = {(op.get("size"), op.get("grid"), op.get("codes")) for _, _, op in ops}
-    if len(sizes) > 1:
-        raise RunError(f"the run's image targets ask for different image tokenizers {sorted(sizes)} "
-                       "((size, grid, codes) each): one run has one image tokenizer")
-    size, grid, codes = sizes.pop()
-    return ImageCodecConfig(size=size, grid=grid, codes=codes)
 
 
 def prepare(run, run_dir: Path, log, resume: bool = False) -> ImageTokenizer | None:
