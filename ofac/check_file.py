@@ -64,8 +64,8 @@ def _check_model(block: ast.Block, values: dict, tasks: list[CheckedTask], diags
     """Model settings that are each in range but do not fit together."""
     sizes = model_sizes(values)
     spans = {e.key: e.span for e in block.entries if isinstance(e, ast.Pair)}
-    stem_user = next((t for t in tasks for tpl in t.templates for s in tpl.slots() if s.adaptor == "image_resnet"),
-                     None)
+    stem_user = next((t for t in tasks for tpl in t.templates for s in tpl.slots() if s.adaptor == "image_resnet"
+                      or (s.adaptor == "video_image_sequence" and sizes.get("video_stem") == "resnet")), None)
     for c in size_conflicts(sizes["d_model"], sizes["heads"], sizes["image_size"], sizes["patch_size"],
                             stem_user is not None):
         span = next((spans[k] for k in c.at if k in spans), block.kind_span)  # else the block itself

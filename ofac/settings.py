@@ -73,7 +73,7 @@ PRESETS = {
     "base": dict(d_model=768, ffn_dim=3072, encoder_layers=6, decoder_layers=6, heads=12),
 }
 SIZE_KEYS = ("d_model", "ffn_dim", "encoder_layers", "decoder_layers", "heads", "dropout", "image_size", "patch_size",
-             "video_frames")
+             "video_frames", "video_stem")
 
 
 def model_sizes(model: dict) -> dict:
@@ -130,6 +130,9 @@ MODEL = BlockSchema("model", "the generalist encoder-decoder", (
     Setting("box_bins", "int", "quantization bins per box coordinate", default=1000, lo=2),
     Setting("audio_sample_rate", "int", "audio is resampled to this rate (Hz)", default=16000, lo=1000),
     Setting("video_frames", "int", "frames sampled per video", default=8, lo=1),
+    Setting("video_stem", "choice", "how video_image_sequence embeds each frame: `patch` (a linear patch "
+            "embedding, OFASys') or `resnet` (image_resnet's convolutional stem)", default="patch",
+            choices=("patch", "resnet")),
 ))
 
 TRAIN = BlockSchema("train", "the optimization of all tasks together", (

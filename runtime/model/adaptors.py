@@ -134,11 +134,14 @@ class AudioAdaptor(nn.Module):
 
 @ADAPTORS.register("video_image_sequence")
 class VideoAdaptor(nn.Module):
-    """Clips [N, F, 3, S, S] -> per-frame patches plus a frame (time) embedding: F * (S/p)^2 steps."""
+    """Clips [N, F, 3, S, S] -> per-frame patches plus a frame (time) embedding: F * (S/p)^2 steps.
+    Each frame is embedded as an image is: by the patch embedding (OFASys'), or with `model {
+    video_stem = resnet }` by image_resnet's convolutional stem, which tells small shapes apart
+    that straddle patch borders."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.patches = PatchAdaptor(cfg)
+        self.patches = ResNetAdaptor(cfg) if cfg.video_stem == "resnet" else PatchAdaptor(cfg)
         self.frame = nn.Embedding(cfg.video_frames, cfg.d_model)
 
     def forward(self, clips, lengths=None):

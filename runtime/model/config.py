@@ -25,6 +25,7 @@ class ModelConfig:
     patch_size: int = 16
     n_mels: int = 80
     video_frames: int = 8
+    video_stem: str = "patch"  # how video_image_sequence embeds a frame: "patch" or "resnet"
     adaptors: tuple[str, ...] = ("text",)  # encoder adaptors the run's tasks use
     outputs: tuple[str, ...] = ("tokens",)  # output heads the run's tasks use
     bin_ids: tuple[int, int] = (0, 0)  # (first id, count) of the box-bin tokens: initialized in order
@@ -53,6 +54,7 @@ class ModelConfig:
 
     def __post_init__(self):
         conflicts = size_conflicts(self.d_model, self.heads, self.image_size, self.patch_size,
-                                   "image_resnet" in self.adaptors)
+                                   "image_resnet" in self.adaptors
+                                   or ("video_image_sequence" in self.adaptors and self.video_stem == "resnet"))
         if conflicts:
             raise ValueError(f"{conflicts[0].message}: {conflicts[0].help}")

@@ -85,6 +85,9 @@ def test_bad_configurations_are_refused():
         ModelConfig(vocab_size=100, image_size=100, patch_size=16)
     with pytest.raises(ValueError, match="power"):
         ModelConfig(vocab_size=100, image_size=96, patch_size=12, adaptors=("image_resnet",))
+    with pytest.raises(ValueError, match="power"):  # the video's frames through the stem
+        ModelConfig(vocab_size=100, image_size=96, patch_size=12, adaptors=("video_image_sequence",),
+                    video_stem="resnet")
 
 
 def test_a_tiny_task_is_learned_to_near_zero_loss(vocab):
@@ -188,3 +191,21 @@ def test_the_first_losses_of_a_fixed_run_are_pinned(vocab):
         loss.backward()
         opt.step()
     assert losses == pytest.approx([7.32858, 5.79012, 4.79605], rel=1e-4)
+
+
+def test_video_frames_through_the_resnet_stem():
+    """`model { video_stem = resnet }`: each frame is embedded by image_resnet's stem, on the same
+    grid as the patch embedding, plus the frame embedding; frames stay apart."""
+    from ofac.runtime.model.adaptors import PatchAdaptor, ResNetAdaptor, VideoAdaptor
+
+    kw = dict(vocab_size=100, d_model=32, heads=4, image_size=32, patch_size=8, video_frames=4,
+              adaptors=("video_image_sequence",))
+    stem, patches = VideoAdaptor(ModelConfig(video_stem="resnet", **kw)), VideoAdaptor(ModelConfig(**kw))
+    assert isinstance(stem.patches, ResNetAdaptor) and isinstance(patches.patches, PatchAdaptor)
+    clips = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out, lengths = stem(clips)
+    assert out.shape == patches(clips)[0].shape == (2, 4 * 16, 32) and lengths.tolist() == [64, 64]
+    changed = clips.clone()
+    changed[:, 3] = 0  # the last frame alone
+    assert torch.allclose(stem(changed)[0][:, :48], out[:, :48], atol=1e-5)
+    assert not torch.allclose(stem(changed)[0][:, 48:], out[:, 48:])
