@@ -63,12 +63,16 @@ def preview_resources(definition) -> tuple[dict | None, str]:
                                         f"codes of {cfg.codes}; `ofac run` trains it before the model)")
 
 
-def show_codes(target, meta: dict, shown: int = 12) -> str:
-    """An image target as the codes the decoder writes (the first `shown` of them)."""
+def show_codes(target, tokenizer, shown: int = 12) -> str:
+    """An image target as the codes the decoder writes (the first `shown` of them); before the
+    run's `tokenizer` is trained, how many codes it will be."""
+    from ..preprocess.image_codes import NotTrained
+
     codes = [int(t) for t, m in zip(target.target, target.loss_mask) if m]
     if not codes:
-        n = meta.get("pending_codes")
-        return f"<an image as {n} codes, once the image tokenizer is trained>" if n else "<predicted>"
+        if isinstance(tokenizer, NotTrained):
+            return f"<an image as {tokenizer.cfg.grid ** 2} codes, once the image tokenizer is trained>"
+        return "<predicted>"
     more = f" ... ({len(codes)} codes)" if len(codes) > shown else ""
     return " ".join(f"<code_{c}>" for c in codes[:shown]) + more
 
@@ -114,7 +118,7 @@ def preview(run, base_dir: Path | None = None, task: str | None = None, split: s
                     result.lines.append(f"    encoder {seg.adaptor:<22} {kind}{list(seg.data.shape)}")
             target = s.target  # a TokenTarget (the token and code heads)
             if s.head == "codes":
-                result.lines.append(f"    decoder target (with loss)     {show_codes(target, s.meta)}")
+                result.lines.append(f"    decoder target (with loss)     {show_codes(target, resources['image'])}")
                 continue
             forced = show_tokens(vocab, target.target[:target.prefix])
             trained = show_tokens(vocab, [t for t, m in zip(target.target, target.loss_mask) if m])

@@ -94,7 +94,6 @@ class _Row:
         self.values: dict[int, object] = {}
         self.images: dict[str, object] = {}  # image column -> its Geometry (for postprocessing boxes)
         self.pixels: dict[str, object] = {}  # target image column -> its pixels (for image metrics)
-        self.pending = 0  # codes of a target image whose tokenizer is not trained yet (`ofac data`)
 
     def fail(self, op: Op, message: str, column: str | None = None, help: str = "") -> DataError:
         return DataError("E0104", message, file=self.where[0], row=self.where[1], column=column,
@@ -107,8 +106,6 @@ class _Row:
                 "targets": {c: self.row.get(c) for c in self.runner.targets}}
         if self.pixels:
             meta["pixels"] = self.pixels
-        if self.pending:
-            meta["pending_codes"] = self.pending
         if self.runner.databases:
             meta["databases"] = {c: self.row.get(c) for c in self.runner.databases}
         target = self.program.only("target")
@@ -150,8 +147,6 @@ class _Row:
             self.images[src.get("column")] = found["geometry"]
         if "pixels" in found:
             self.pixels[src.get("column")] = found["pixels"]
-        if "pending" in found:  # codes the image tokenizer will write once trained (`ofac data`)
-            self.pending = found["pending"]
         return out
 
     def repeat(self, op: Op) -> list[Tokens]:

@@ -47,7 +47,7 @@ def parse_codes(value) -> list[int] | None:
 
 class NotTrained:
     """The image tokenizer of a run that has not trained it yet (`ofac data` before `ofac run`):
-    image targets are read and checked, and come out without codes (`Tokens.meta["pending"]`)."""
+    image targets are read and checked, and come out without codes."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -76,7 +76,7 @@ def image_vqgan(value, attrs: dict, ctx: Context) -> Tokens:
         tok = tokenizer_of(ctx, attrs)
         if isinstance(tok, NotTrained):
             load_pixels(value, ctx.base_dir, attrs["size"])  # the cell must still be an image
-            return Tokens([], meta={"pending": attrs["grid"] ** 2})
+            return Tokens([])
         codes = tok.codes_of(value, ctx.base_dir).tolist()
         if not ctx.training:
             meta = {"pixels": load_pixels(value, ctx.base_dir, attrs["size"])}
