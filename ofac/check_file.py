@@ -9,7 +9,16 @@ from .check import check_instruction
 from .datafile import DataFileError, columns_of
 from .diagnostics import Diagnostics, Note
 from .names import closest
-from .settings import BLOCKS, TOP_LEVEL, BlockSchema, Setting, model_sizes, size_conflicts, tokenizer_conflicts
+from .settings import (
+    BLOCKS,
+    TOP_LEVEL,
+    BlockSchema,
+    Setting,
+    model_sizes,
+    size_conflicts,
+    tokenizer_conflicts,
+    uses_resnet_stem,
+)
 from .typed import CheckedFile, CheckedTask
 
 _BAD = object()
@@ -64,8 +73,8 @@ def _check_model(block: ast.Block, values: dict, tasks: list[CheckedTask], diags
     """Model settings that are each in range but do not fit together."""
     sizes = model_sizes(values)
     spans = {e.key: e.span for e in block.entries if isinstance(e, ast.Pair)}
-    stem_user = next((t for t in tasks for tpl in t.templates for s in tpl.slots() if s.adaptor == "image_resnet"
-                      or (s.adaptor == "video_image_sequence" and sizes.get("video_stem") == "resnet")), None)
+    stem_user = next((t for t in tasks for tpl in t.templates for s in tpl.slots()
+                      if uses_resnet_stem(s.adaptor, sizes.get("video_stem"))), None)
     for c in size_conflicts(sizes["d_model"], sizes["heads"], sizes["image_size"], sizes["patch_size"],
                             stem_user is not None):
         span = next((spans[k] for k in c.at if k in spans), block.kind_span)  # else the block itself

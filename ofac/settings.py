@@ -92,6 +92,13 @@ class SizeConflict:
     adaptor: str | None = None  # the adaptor whose needs the sizes break
 
 
+def uses_resnet_stem(adaptor: str, video_stem: str | None) -> bool:
+    """Whether an encoder adaptor embeds images with image_resnet's stem (it halves down to
+    patch_size, so the sizes must allow it): image_resnet itself, and video_image_sequence under
+    `video_stem = resnet`."""
+    return adaptor == "image_resnet" or (adaptor == "video_image_sequence" and video_stem == "resnet")
+
+
 def size_conflicts(d_model: int, heads: int, image_size: int, patch_size: int, resnet: bool) -> list[SizeConflict]:
     """Model sizes that are each in range but do not fit together.  `ofac check` reports each
     at its setting; ModelConfig raises the first (a model built from Python)."""

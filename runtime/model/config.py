@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ofac.settings import model_sizes, size_conflicts
+from ofac.settings import model_sizes, size_conflicts, uses_resnet_stem
 
 from ..errors import NotSupportedYet
 
@@ -54,7 +54,6 @@ class ModelConfig:
 
     def __post_init__(self):
         conflicts = size_conflicts(self.d_model, self.heads, self.image_size, self.patch_size,
-                                   "image_resnet" in self.adaptors
-                                   or ("video_image_sequence" in self.adaptors and self.video_stem == "resnet"))
+                                   any(uses_resnet_stem(a, self.video_stem) for a in self.adaptors))
         if conflicts:
             raise ValueError(f"{conflicts[0].message}: {conflicts[0].help}")
