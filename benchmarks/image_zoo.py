@@ -197,6 +197,12 @@ def rates(hits: dict[str, list[bool]]) -> dict[str, float]:
     return {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
 
 
+def judged(judge: "Judge", images, labels: list[dict]) -> dict[str, float]:
+    """Per attribute, how often the judge reads `images` (generated Outputs or pixel arrays) as
+    their labels say."""
+    return rates(correct(judge.predict(np.stack([getattr(i, "pixels", i) for i in images])), labels))
+
+
 def log_prob(pred: dict, i: int, lab: dict) -> float:
     return sum(float(pred[k][i, v]) for k, v in lab.items() if k not in ("xy", "r"))
 
@@ -280,8 +286,8 @@ def main() -> None:
     for name, rs in held.items():
         imgs = np.stack([pixels(target_of(r)) for r in rs])
         labs = [labels_of(r) for r in rs]
-        judge_acc[name] = {"real": rates(correct(judge.predict(imgs), labs)),
-                           "reconstructed": rates(correct(judge.predict(tok.decode(tok.encode(imgs))), labs))}
+        judge_acc[name] = {"real": judged(judge, imgs, labs),
+                           "reconstructed": judged(judge, tok.decode(tok.encode(imgs)), labs)}
         print(f"judge on {name}: real {judge_acc[name]['real']['all']:.3f}, reconstructions (the ceiling) "
               f"{judge_acc[name]['reconstructed']['all']:.3f}")
     print(f"judge trained in {time.perf_counter() - t0:.0f} s")
@@ -302,9 +308,9 @@ def main() -> None:
         likely = system.inference("text_to_image", [{"text": r["text"]} for r in rs], seed=0, top_k=1)
         ranked = system.inference("text_to_image", rs, beam_size=args.candidates, seed=0, rerank=rerank)
         seconds = time.perf_counter() - t0
-        one = rates(correct(judge.predict(np.stack([o.pixels for o in plain])), labs))
-        best = rates(correct(judge.predict(np.stack([o.pixels for o in ranked])), labs))
-        top = rates(correct(judge.predict(np.stack([o.pixels for o in likely])), labs))
+        one = judged(judge, plain, labs)
+        best = judged(judge, ranked, labs)
+        top = judged(judge, likely, labs)
         results[name] = {"one sample": one, "most likely codes": top, f"rerank of {args.candidates}": best,
                          "seconds": round(seconds, 1)}
         print(f"{name}: one sample {one}; the most likely codes (top_k=1) {top}; reranked {best}")
@@ -326,7 +332,7 @@ def main() -> None:
     outside = float(np.mean([region_psnr(o.pixels, t, False) for o, t in zip(filled, truth)]))
     base = float(np.mean([region_psnr(fill_baseline(t), t, True) for t in truth]))
     one = float(np.mean([region_psnr(o.pixels, t, True) for o, t in zip(sampled, truth)]))
-    attrs = rates(correct(judge.predict(np.stack([o.pixels for o in filled])), [labels_of(r) for r in rs]))
+    attrs = judged(judge, filled, [labels_of(r) for r in rs])
     results["infilling"] = {"psnr_inside": round(inside, 2), "psnr_outside": round(outside, 2),
                             "ssim": round(ssim([o.pixels for o in filled], truth), 4),
                             "mean_fill_ssim": round(ssim([fill_baseline(t).round().astype(np.uint8) for t in truth],
@@ -340,8 +346,8 @@ def main() -> None:
     rs = rows("frames_valid.jsonl")
     frames = system.inference("next_frame", [{"clip": r["clip"]} for r in rs], base_dir=DATA, seed=0, top_k=1)
     drawn = system.inference("next_frame", [{"clip": r["clip"]} for r in rs], base_dir=DATA, seed=0)
-    nf = rates(correct(judge.predict(np.stack([o.pixels for o in frames])), [labels_of(r) for r in rs]))
-    nf_one = rates(correct(judge.predict(np.stack([o.pixels for o in drawn])), [labels_of(r) for r in rs]))
+    labs = [labels_of(r) for r in rs]
+    nf, nf_one = judged(judge, frames, labs), judged(judge, drawn, labs)
     nf_psnr = float(np.mean([region_psnr(o.pixels, pixels(r["next"]), True) for o, r in zip(frames, rs)]))
     results["next frame"] = {"attributes": nf, "one sample": nf_one, "psnr_centre": round(nf_psnr, 2),
                              "ssim": round(ssim([o.pixels for o in frames], [pixels(r["next"]) for r in rs]), 4)}

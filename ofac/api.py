@@ -98,7 +98,6 @@ class Trainer:
         model.run_dir = result.run_dir
         return result
 
-
     def _lowered(self, task: Task, model: GeneralistModel):
         """The task lowered for this run's model and image tokenizer settings (sizes that reach
         preprocessing, as a task file's blocks do); the Task's own IR when there are none."""

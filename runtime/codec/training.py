@@ -30,8 +30,8 @@ class CodecTraining:
 
 def to_unit(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [N, S, S, 3] -> float [N, 3, S, S] in [-1, 1]."""
-    x = torch.as_tensor(np.array(pixels))  # a copy: decoded images may be read-only
-    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    x = torch.from_numpy(np.asarray(pixels, dtype=np.float32))  # one new array (decoded images may be read-only)
+    return x.permute(0, 3, 1, 2).div_(127.5).sub_(1.0)
 
 
 def to_pixels(images: torch.Tensor) -> np.ndarray:
