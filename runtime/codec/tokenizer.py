@@ -51,6 +51,15 @@ def codec_config(run) -> ImageCodecConfig | None:
     return ImageCodecConfig(size=size, grid=grid, codes=codes)
 
 
+def named_folder(run) -> Path | None:
+    """The trained tokenizer `image_tokenizer { path }` names, relative to the task file's folder."""
+    path = run.image_tokenizer.get("path")
+    if not path:
+        return None
+    path = Path(path)
+    return path if path.is_absolute() else run.base_dir / path
+
+
 FORMAT = "ofac-image-tokenizer-1"
 FILES = ("config.json", "codec.safetensors", "report.json")
 

@@ -44,18 +44,18 @@ def preview_resources(definition) -> tuple[dict | None, str]:
     """The image tokenizer `ofac data` shows image targets with: the one `image_tokenizer { path }`
     names, else the one the run directory (`train { out }`) holds, else none yet (the targets
     are read and checked, and shown without codes); and a line saying which."""
-    from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config
+    from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config, named_folder
     from ..preprocess.image_codes import NotTrained
 
     cfg = codec_config(definition)
     if cfg is None:
         return None, ""
 
-    named = definition.image_tokenizer.get("path")
-    out = definition.train.get("out")
-    for folder in ([Path(named)] if named else []) + ([Path(out) / FOLDER] if out else []):
-        folder = folder if folder.is_absolute() else definition.base_dir / folder
-        if (folder / "config.json").exists():
+    folders = [named_folder(definition)]
+    if definition.train.get("out"):
+        folders.append(definition.base_dir / definition.train["out"] / FOLDER)  # an absolute `out` stays itself
+    for folder in folders:
+        if folder is not None and (folder / "config.json").exists():
             tok = ImageTokenizer.load(folder, codes=False)
             if tok.cfg == cfg:
                 return {"image": tok}, f"image tokenizer: {folder} ({tok.describe()})"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codec.config import ImageCodecConfig
-from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config, image_key, image_targets
+from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config, image_key, image_targets, named_folder
 from ..codec.training import CodecTraining, train_codec
 from ..errors import DataError
 from ..preprocess.image_codes import load_pixels, parse_codes
@@ -31,9 +31,8 @@ def prepare(run, run_dir: Path, log, resume: bool = False) -> ImageTokenizer | N
     folder = run_dir / FOLDER
     settings = run.image_tokenizer
     tok = _existing(folder, cfg, resume, log)
-    if tok is None and settings.get("path"):
-        source = Path(settings["path"])
-        source = source if source.is_absolute() else run.base_dir / source
+    source = named_folder(run)
+    if tok is None and source is not None:
         given = ImageTokenizer.load(source, codes=False)
         if given.cfg != cfg:
             raise CheckpointError("E0116", f"the image tokenizer at `{source}` makes {given.cfg.size}px images of "
