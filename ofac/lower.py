@@ -14,8 +14,9 @@ from .typed import CheckedTask, Segment, TypedRepeat, TypedSlot, TypedTemplate, 
 
 # slot attributes that shape the token group rather than one slot's preprocessing
 _GROUP_ATTRS = {"no_loss", "closed_set", "disable_auto_boseos"}
+_SPEECH_FEATURES = ("sample_rate", "n_mels", "n_fft", "hop_length", "f_min", "f_max", "n_frames_per_step")
 _BOX_ONLY = (("min_len", 4), ("max_len", 4))
-_METRIC_BY_OUTPUT = {"text": "exact_match", "box": "iou_acc", "box_text": "map", "image": "psnr"}
+_METRIC_BY_OUTPUT = {"text": "exact_match", "box": "iou_acc", "box_text": "map", "image": "psnr", "waveform": "mcd"}
 
 
 def lower_task(task: CheckedTask, model: tuple = (), image_tokenizer: tuple = ()) -> TaskIR:
@@ -80,8 +81,9 @@ class _Lowering:
         if id(s) in self.prepared:
             return self.prepared[id(s)]
         pre = MODALITIES[s.modality].preprocessor(s.preprocess)
-        params = dict(pre.params)
-        for param, setting in pre.settings:
+        decoder_side = s.side == "decoder" and bool(pre.decoder_params)
+        params = dict(pre.decoder_params if decoder_side else pre.params)
+        for param, setting in () if decoder_side else pre.settings:
             if self.model.get(setting) is not None:
                 params[param] = self.model[setting]
         params.update((k, v) for k, v in s.attrs if k not in _GROUP_ATTRS)
@@ -148,6 +150,8 @@ class _Lowering:
         loss_attrs = [("weight", self.task.setting("weight", 1.0))]
         if target.loss == "label_smoothed_ce":
             loss_attrs = [("eps", self.task.setting("label_smoothing", 0.1))] + loss_attrs + [("constrained", closed)]
+        elif target.loss == "tacotron2":  # one positive stop frame per utterance: weigh it up (ESPnet: 5)
+            loss_attrs += [("bce_pos_weight", 5.0), ("guided_attention", 1.0)]  # and align near the diagonal
         self.emit("loss", target.loss, [tgt], loss_attrs, span)
         gen = dict(target.generate_defaults)
         if output == "box":
@@ -169,6 +173,9 @@ class _Lowering:
         elif output == "image":
             codes = self.op_attrs(seg.items[0])
             post += [("grid", codes["grid"]), ("size", codes["size"]), ("codes", codes["codes"])]
+        elif output == "waveform":  # the vocoder inverts the target's features
+            frames = self.op_attrs(seg.items[0])
+            post += [(k, frames[k]) for k in _SPEECH_FEATURES]
         self.emit("postprocess", output, [generated], tuple(post), span)
 
 

@@ -14,7 +14,11 @@ MODALITY = Modality(
     preprocessors=(
         Preprocessor("audio", "decode, mono, resample, log-mel fbank with utterance normalization",
                      params=(("sample_rate", 16000), ("n_mels", 80), ("max_seconds", 120)),
-                     settings=(("sample_rate", "audio_sample_rate"),)),
+                     settings=(("sample_rate", "audio_sample_rate"),),
+                     # a speech target: OFASys' TTS log-mel (22,050 Hz, STFT 1024/256, 0-8 kHz), 4 frames a step
+                     decoder_params=(("sample_rate", 22050), ("n_mels", 80), ("n_fft", 1024), ("hop_length", 256),
+                                     ("f_min", 0.0), ("f_max", 8000.0), ("n_frames_per_step", 4),
+                                     ("max_seconds", 120))),
         Preprocessor("audio_embed", "pre-extracted features (base64 float32)", sides=ENC,
                      params=(("dim", 439),)),
     ),

@@ -41,6 +41,9 @@ class Preprocessor:
     params: tuple[tuple[str, object], ...] = ()
     # settings (ofac.settings keys of the model block) that override params: param -> key
     settings: tuple[tuple[str, str], ...] = ()
+    # the params on the decoder side, where they differ (AUDIO: the speech target's log-mel
+    # frames, not the encoder's fbank); the settings apply to the encoder side only then
+    decoder_params: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
