@@ -230,10 +230,18 @@ class OrtImageDecoder:
 
 
 def run_resources(folder: str | Path) -> dict:
-    """The learned codecs of a run directory's (or export folder's) outputs: {"image":
-    ImageTokenizer} when it has one, kept in `tokenizers/image`."""
-    path = Path(folder) / "tokenizers" / "image"
-    return {"image": ImageTokenizer.load(path, codes=False)} if (path / "config.json").exists() else {}
+    """The learned codecs of a run directory's (or export folder's) outputs: "image" (an
+    ImageTokenizer, `tokenizers/image`) and "audio" (a SpeechCodec, `tokenizers/audio`) when it
+    has them."""
+    from .speech import FOLDER as SPEECH
+    from .speech import SpeechCodec
+
+    found = {}
+    if (Path(folder) / FOLDER / "config.json").exists():
+        found["image"] = ImageTokenizer.load(Path(folder) / FOLDER, codes=False)
+    if (Path(folder) / SPEECH / "config.json").exists():
+        found["audio"] = SpeechCodec.load(Path(folder) / SPEECH)
+    return found
 
 
 def _read_codes(path: Path) -> dict[str, np.ndarray]:

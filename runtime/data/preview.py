@@ -47,9 +47,10 @@ def preview_resources(definition) -> tuple[dict | None, str]:
     from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config, named_folder
     from ..preprocess.image_codes import NotTrained
 
+    speech, heard = _speech_resource(definition)
     cfg = codec_config(definition)
     if cfg is None:
-        return None, ""
+        return speech, heard
 
     folders = [named_folder(definition)]
     if definition.train.get("out"):
@@ -58,9 +59,37 @@ def preview_resources(definition) -> tuple[dict | None, str]:
         if folder is not None and (folder / "config.json").exists():
             tok = ImageTokenizer.load(folder, codes=False)
             if tok.cfg == cfg:
-                return {"image": tok}, f"image tokenizer: {folder} ({tok.describe()})"
-    return {"image": NotTrained(cfg)}, (f"image tokenizer: not trained yet ({cfg.size}px -> {cfg.grid}x{cfg.grid} "
-                                        f"codes of {cfg.codes}; `ofac run` trains it before the model)")
+                return {"image": tok} | (speech or {}), "\n".join(
+                    filter(None, (f"image tokenizer: {folder} ({tok.describe()})", heard)))
+    return {"image": NotTrained(cfg)} | (speech or {}), "\n".join(filter(None, (
+        f"image tokenizer: not trained yet ({cfg.size}px -> {cfg.grid}x{cfg.grid} codes of {cfg.codes}; `ofac run` "
+        "trains it before the model)", heard)))
+
+
+def _speech_resource(definition) -> tuple[dict | None, str]:
+    """The speech statistics speech targets are shown with: the run directory's, else none yet
+    (the frames are shown unnormalized)."""
+    from ..codec.speech import FOLDER, SpeechCodec, features_of
+
+    features = features_of(definition)
+    if features is None:
+        return None, ""
+    if definition.train.get("out"):
+        folder = definition.base_dir / definition.train["out"] / FOLDER
+        if (folder / "config.json").exists():
+            codec = SpeechCodec.load(folder)
+            if codec.features == features:
+                return {"audio": codec}, f"speech statistics: {folder} ({codec.describe()})"
+    return {"audio": SpeechCodec.unnormalized(features)}, ("speech statistics: not counted yet (`ofac run` counts "
+                                                            "them before the model); frames shown unnormalized")
+
+
+def show_frames(target, k: int, n_mels: int) -> str:
+    """A speech target as the steps the decoder writes."""
+    if not target.length:
+        return "<predicted speech>"
+    return (f"<speech: {target.length} steps of {k} x {n_mels} log-mel frames ({target.length * k} frames), "
+            f"first step mean {float(target.target[0].mean()):+.2f}>")
 
 
 def show_codes(target, tokenizer, shown: int = 12) -> str:
@@ -119,6 +148,11 @@ def preview(run, base_dir: Path | None = None, task: str | None = None, split: s
             target = s.target  # a TokenTarget (the token and code heads)
             if s.head == "codes":
                 result.lines.append(f"    decoder target (with loss)     {show_codes(target, resources['image'])}")
+                continue
+            if s.head == "frames":
+                n_mels = resources["audio"].features.n_mels
+                shown = show_frames(target, target.target.shape[1] // n_mels, n_mels)
+                result.lines.append(f"    decoder target (with loss)     {shown}")
                 continue
             forced = show_tokens(vocab, target.target[:target.prefix])
             trained = show_tokens(vocab, [t for t, m in zip(target.target, target.loss_mask) if m])

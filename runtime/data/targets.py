@@ -40,7 +40,38 @@ def token_batch(targets: list) -> TokenBatch:
     return TokenBatch(inputs, target, mask, np.array([t.prefix for t in targets], dtype=np.int64))
 
 
-BATCHERS = {"tokens": token_batch, "codes": token_batch}  # codes: targets are indices in the code range
+@dataclass
+class FrameBatch:
+    """The frames head's targets of a batch: B rows of T steps (padded with zeros), F values a step."""
+
+    inputs: object  # [B, T, F] float32: teacher-forced decoder input (a zero frame first)
+    target: object  # [B, T, F] float32
+    loss_mask: object  # [B, T] bool: steps that carry loss
+    lengths: object  # [B] int64: steps per row
+
+    def map(self, fn) -> "FrameBatch":
+        return FrameBatch(*(fn(getattr(self, f.name)) for f in fields(self)))
+
+    @property
+    def target_tokens(self) -> int:  # the units of the loss: steps
+        return int(self.loss_mask.sum())
+
+
+def frame_batch(targets: list) -> FrameBatch:
+    longest = max(len(t.target) for t in targets)
+    width = targets[0].target.shape[1]
+    inputs = np.zeros((len(targets), longest, width), dtype=np.float32)
+    target = np.zeros((len(targets), longest, width), dtype=np.float32)
+    lengths = np.array([t.length for t in targets], dtype=np.int64)
+    for i, t in enumerate(targets):
+        n = len(t.target)
+        inputs[i, :n], target[i, :n] = t.inputs, t.target
+    mask = np.arange(longest)[None] < lengths[:, None]
+    return FrameBatch(inputs, target, mask, lengths)
+
+
+BATCHERS = {"tokens": token_batch, "codes": token_batch,  # codes: targets are indices in the code range
+            "frames": frame_batch}
 
 
 def batch_targets(samples: list) -> tuple[str, object]:

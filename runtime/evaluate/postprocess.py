@@ -1,8 +1,10 @@
 """The implementations of `postprocess.<name>` ops: generated tokens back into answers (text, a
-box in the pixels of the original image, a list of (box, label) objects, or an image decoded
-by the run's image tokenizer).  Validation and
+box in the pixels of the original image, a list of (box, label) objects, an image decoded
+by the run's image tokenizer, or speech vocoded from generated frames).  Validation and
 inference share these, so both answer the same way.  No torch."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..preprocess.box import dequantize
 from ..registry import Registry
@@ -68,5 +70,33 @@ def image(tokens: list[int], vocab, attrs: dict, meta: dict, resource=None):
     return resource.decode([codes])[0]
 
 
-POSTPROCESS.add("waveform", None, unsupported="speech outputs are not built yet")
+@dataclass
+class Speech:
+    """Generated speech: the waveform (float32 at `sample_rate`), its log-mel frames [T, n_mels]
+    and whether generation ran to max_len without the stop token firing."""
+
+    waveform: object
+    sample_rate: int
+    frames: object
+    hit_max_len: bool
+
+
+_SPEECH = ("sample_rate", "n_mels", "n_fft", "hop_length", "f_min", "f_max", "n_frames_per_step")
+
+
+@POSTPROCESS.register("waveform", required=_SPEECH, resource="audio")
+def waveform(frames, vocab, attrs: dict, meta: dict, resource=None) -> Speech:
+    """Generated steps (generate.speech's Frames) -> unpacked, denormalized log-mel frames ->
+    a waveform by the run's vocoder (Griffin-Lim)."""
+    f = resource.features
+    asked = {k: attrs[k] for k in ("sample_rate", "n_mels", "n_fft", "hop_length", "f_min", "f_max")}
+    if asked != {k: getattr(f, k) for k in asked}:
+        raise ValueError(f"the task's speech features {asked} are not the run's {vars(f)}")
+    width = attrs["n_mels"] * attrs["n_frames_per_step"]
+    if frames.steps.shape[1] != width:
+        raise ValueError(f"generated steps of {frames.steps.shape[1]} values; the task packs {width}")
+    logmel = resource.denormalize(frames.steps.reshape(-1, attrs["n_mels"]))
+    return Speech(resource.vocode(logmel), f.sample_rate, logmel, not frames.stopped)
+
+
 POSTPROCESS.add("motion", None, unsupported="motion outputs are not built yet")

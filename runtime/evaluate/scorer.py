@@ -44,6 +44,8 @@ class References:
         targets = meta["targets"]
         if self.output == "image":  # the target image's pixels, as the preprocessor read them
             return meta.get("pixels", {}).get(self.targets[-1])
+        if self.output == "waveform":  # the target speech (waveform, rate), as the preprocessor read it
+            return meta.get("waveforms", {}).get(self.targets[-1])
         if self.output == "box":
             return parse_box(targets.get(self.box_columns[0]))
         if self.output == "box_text":

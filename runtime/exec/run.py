@@ -94,6 +94,7 @@ class _Row:
         self.values: dict[int, object] = {}
         self.images: dict[str, object] = {}  # image column -> its Geometry (for postprocessing boxes)
         self.pixels: dict[str, object] = {}  # target image column -> its pixels (for image metrics)
+        self.waveforms: dict[str, object] = {}  # target audio column -> (waveform, rate) (speech metrics)
 
     def fail(self, op: Op, message: str, column: str | None = None, help: str = "") -> DataError:
         return DataError("E0104", message, file=self.where[0], row=self.where[1], column=column,
@@ -106,6 +107,8 @@ class _Row:
                 "targets": {c: self.row.get(c) for c in self.runner.targets}}
         if self.pixels:
             meta["pixels"] = self.pixels
+        if self.waveforms:
+            meta["waveforms"] = self.waveforms
         if self.runner.databases:
             meta["databases"] = {c: self.row.get(c) for c in self.runner.databases}
         target = self.program.only("target")
@@ -147,6 +150,8 @@ class _Row:
             self.images[src.get("column")] = found["geometry"]
         if "pixels" in found:
             self.pixels[src.get("column")] = found["pixels"]
+        if "waveform" in found and self.ctx.split != "train":  # what a speech metric hears (not shipped in training)
+            self.waveforms[src.get("column")] = found["waveform"]
         return out
 
     def repeat(self, op: Op) -> list[Tokens]:
@@ -188,7 +193,11 @@ class _Row:
         return [self.values[a] for a in op.args]
 
     def target(self, op: Op):
-        return self.plan.target(self, self.values[op.args[0]])
+        try:
+            return self.plan.target(self, self.values[op.args[0]])
+        except ValueError as err:  # e.g. speech shorter than one decoder step
+            src = self.program.ops[self.program.arg(self.program.arg(op)).args[0]]
+            raise self.fail(op, f"cannot build the {op.name} target: {err}", column=src.get("column")) from None
 
     def later(self, op: Op) -> None:
         """loss, generate, postprocess: read by training, generation and scoring, not per row."""

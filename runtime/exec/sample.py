@@ -27,6 +27,16 @@ class TokenTarget:
 
 
 @dataclass
+class FrameTarget:
+    """What the frames head (`target.frames`) is trained on for one example: normalized log-mel
+    frames packed `n_frames_per_step` to a decoder step, F = n_mels * n_frames_per_step."""
+
+    inputs: object  # [T, F] float32: a zero frame, then the target's steps but the last (teacher forcing)
+    target: object  # [T, F] float32
+    length: int  # T steps carry loss (0: nothing to train on, at `test`)
+
+
+@dataclass
 class Sample:
     task: str
     encoder: list[EncoderInput]  # in encoder order

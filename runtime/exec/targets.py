@@ -2,9 +2,11 @@
 the data half of an output head.  The model half is `model.heads`."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..registry import Registry
 from ..vocab.tokenizer import BOS, EOS
-from .sample import TokenTarget
+from .sample import FrameTarget, TokenTarget
 
 TARGETS = Registry("target")
 
@@ -44,5 +46,28 @@ def codes(row, preprocessed) -> TokenTarget:
     return TokenTarget([BOS] + ids[:-1], [i - first for i in ids], [True] * len(ids), 0)
 
 
-for _head, _issue in (("frames", "speech outputs (mel frames)"), ("motion", "motion outputs (diffusion)")):
-    TARGETS.add(_head, None, unsupported=f"{_issue} are not built yet")
+@TARGETS.register("frames", resource="audio")
+def frames(row, preprocessed) -> FrameTarget:
+    """A speech target's log-mel frames, normalized by the run's statistics and packed
+    `n_frames_per_step` frames to a step (a last partial step is dropped, as OFASys); the
+    decoder is fed a zero frame, then each step before the one it predicts.  At `test` (no
+    audio) one zero step without loss."""
+    attrs = row.plan.attrs[preprocessed.id]
+    k = attrs.get("n_frames_per_step") or 1
+    width = attrs["n_mels"] * k
+    logmel = row.values[preprocessed.id]
+    if not hasattr(logmel, "tensor"):  # nothing read: the frames are to be generated
+        return FrameTarget(np.zeros((1, width), np.float32), np.zeros((1, width), np.float32), 0)
+    stats = (row.ctx.resources or {}).get("audio")
+    if stats is None:
+        raise ValueError("speech targets need the run's speech statistics (stage 0 of `ofac run` counts them)")
+    x = stats.normalize(np.asarray(logmel.tensor, dtype=np.float32))
+    steps = len(x) // k
+    if steps == 0:
+        raise ValueError(f"speech of {len(x)} frames is shorter than one step of {k} (n_frames_per_step)")
+    target = np.ascontiguousarray(x[:steps * k].reshape(steps, width), dtype=np.float32)
+    inputs = np.concatenate([np.zeros((1, width), np.float32), target[:-1]])
+    return FrameTarget(inputs, target, steps)
+
+
+TARGETS.add("motion", None, unsupported="motion outputs (diffusion) are not built yet")

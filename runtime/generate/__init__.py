@@ -1,6 +1,7 @@
 """Generation: the implementations of `generate.<name>` ops.  The token search (`search.py`:
 beam search, greedy, sampling, over any array backend; `eager.py` runs it on torch tensors) is
-what `generate.beam` and `generate.sample` configure.  No torch here."""
+what `generate.beam` and `generate.sample` configure; `speech.py` is `generate.speech`, the
+frames head's loop (torch).  No torch here."""
 from __future__ import annotations
 
 from ofac.ir import Op
@@ -13,13 +14,17 @@ _SEARCH = ("beam", "max_len", "min_len", "len_penalty", "no_repeat_ngram_size", 
            "constraint", "answers")
 GENERATORS.add("beam", GenerateConfig, attrs=_SEARCH, sampling=False)
 GENERATORS.add("sample", GenerateConfig, attrs=_SEARCH, sampling=True)
-GENERATORS.add("speech", None, unsupported="speech generation (mel frames) is not built yet")
+GENERATORS.add("speech", "speech", attrs=("max_len", "eos_threshold", "constraint"))  # generate/speech.py (torch)
 GENERATORS.add("diffusion", None, unsupported="diffusion generation (motion) is not built yet")
 
 
 def generation(op: Op, trie: Trie | None = None, **overrides) -> GenerateConfig:
     """How a `generate.*` op searches; `overrides` (the caller's settings, None: the op's) win."""
     impl = GENERATORS.check(op)
+    if impl.run == "speech":  # the frames head's loop, not the token search
+        from .speech import SpeechConfig
+
+        return SpeechConfig.from_attrs(attributes(op), trie, **overrides)
     overrides.setdefault("sampling", None)
     if overrides["sampling"] is None:
         overrides["sampling"] = impl.extra["sampling"]

@@ -93,7 +93,12 @@ class TorchArrays:
 
 @torch.inference_mode()
 def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[Hypothesis]]:
-    """Per example, its hypotheses best first (`cfg.beam` of them when that many end)."""
+    """Per example, its hypotheses best first (`cfg.beam` of them when that many end); for a
+    speech generation (`SpeechConfig`), its one utterance."""
+    from .speech import SpeechConfig, speak
+
+    if isinstance(cfg, SpeechConfig):
+        return speak(model, batch, cfg)
     was_training = model.training
     model.eval()
     device = batch.decoder.inputs.device

@@ -96,10 +96,22 @@ class EncoderDecoder(nn.Module):
         """Teacher forcing: the head's inputs over L positions -> its outputs (the token head:
         tokens [B, L] -> logits [B, L, V]; causal: position t sees positions <= t)."""
         out = self.heads[head]
-        x = self.drop(self.ln_emb(out.inputs(inputs)))
-        for layer in self.decoder:
-            x = layer(x, memory=memory, memory_mask=memory_mask, causal=True)
-        return out.outputs(self.ln_dec(x))
+        # a head trained on its alignment (the frames head's guided attention) reads the last
+        # layers' cross-attention weights, in training
+        watched = self.decoder[len(self.decoder) - getattr(out, "attention_layers", 0):] if self.training else []
+        for layer in watched:
+            layer.cross.record = True
+        try:
+            x = self.drop(self.ln_emb(out.inputs(inputs)))
+            for layer in self.decoder:
+                x = layer(x, memory=memory, memory_mask=memory_mask, causal=True)
+            if not watched:
+                return out.outputs(self.ln_dec(x))
+            weights = torch.stack([layer.cross.weights for layer in watched]).mean(0)  # [B, L, S]
+            return out.outputs(self.ln_dec(x), attention=(weights, memory_mask))
+        finally:
+            for layer in watched:
+                layer.cross.record, layer.cross.weights = False, None
 
     def forward(self, batch):
         memory, mask = self.encode(batch)

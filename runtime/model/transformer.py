@@ -72,6 +72,9 @@ class Attention(nn.Module):
         else:
             self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
+        # set by a head that trains on the alignment (guided attention): the next cross-attention
+        # forward also keeps its weights averaged over heads, [B, T, S], in `weights`
+        self.record, self.weights = False, None
 
     def _split(self, x, n: int):
         """[B, T, n*D] -> n tensors [B, H, T, D/H] (views).  One transpose of all n*H heads, then a
@@ -97,6 +100,13 @@ class Attention(nn.Module):
         else:
             (q,) = self._split(self.q(x), 1)
             k, v = self._split(self.kv(memory), 2)  # [B, H, S, D/H]
+        if self.record and memory is not None:  # the weights spelled out (SDPA does not return them)
+            scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores.float(), -1).to(q.dtype)
+            self.weights = weights.mean(1)
+            return self.out(self._merge(weights @ v, x))
         y = attend(q, k, v, mask, causal and mask is None, self.dropout if self.training else 0.0)
         return self.out(self._merge(y, x))  # [B, T, D]
 

@@ -21,6 +21,10 @@ def _resampler(rate: int, target_rate: int) -> torchaudio.transforms.Resample:
     return torchaudio.transforms.Resample(rate, target_rate)
 
 
+def resample(wav: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    return _resampler(rate, target_rate)(torch.from_numpy(np.asarray(wav, np.float32))[None])[0].numpy()
+
+
 def fbank(wav: np.ndarray, rate: int, target_rate: int, n_mels: int) -> torch.Tensor:
     x = torch.from_numpy(wav).unsqueeze(0)
     if rate != target_rate:
@@ -59,13 +63,41 @@ def time_mask(feats: torch.Tensor, rng: np.random.Generator, prob: float = 0.065
     return feats
 
 
-@REGISTRY.register("audio", attrs=("sample_rate", "n_mels", "max_seconds", "n_frames_per_step", "use_mask"),
+@functools.lru_cache(maxsize=4)
+def _mel_scale(sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float, f_max: float):
+    # librosa's (Slaney) mel filters on the STFT magnitude, as OFASys' extract_logmel_spectrogram
+    return torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=n_fft, win_length=n_fft, hop_length=hop_length,
+                                                f_min=f_min, f_max=f_max, n_mels=n_mels, power=1.0, norm="slaney",
+                                                mel_scale="slaney")
+
+
+def log_mel(wav: np.ndarray, rate: int, attrs: dict) -> torch.Tensor:
+    """A speech target's features: log(max(mel magnitude, 1e-5)) [T, n_mels] at the target's
+    rate (no normalization here: the run's global statistics apply in the target, `exec.targets`)."""
+    x = torch.from_numpy(wav)
+    if rate != attrs["sample_rate"]:
+        x = _resampler(rate, attrs["sample_rate"])(x[None])[0]
+    mel = _mel_scale(attrs["sample_rate"], attrs["n_fft"], attrs["hop_length"], attrs["n_mels"], attrs["f_min"],
+                     attrs["f_max"])(x)
+    return torch.log(torch.clamp(mel, min=1e-5)).T.contiguous()
+
+
+_SPEECH = ("n_fft", "hop_length", "f_min", "f_max")
+
+
+@REGISTRY.register("audio", attrs=("sample_rate", "n_mels", "max_seconds", "n_frames_per_step", "use_mask") + _SPEECH,
                    required=("sample_rate", "n_mels"))
 def audio(value, attrs: dict, ctx: Context) -> Features:
+    """The encoder's fbank frames; with `n_fft` (a speech target, the decoder side's parameters)
+    the target's log-mel frames, unpacked (the frames head packs `n_frames_per_step` of them)."""
     wav, rate = load_audio(value, ctx.base_dir)
     max_seconds = attrs.get("max_seconds")
     if max_seconds and len(wav) > max_seconds * rate:
         raise ValueError(f"audio of {len(wav) / rate:.1f} s is longer than max_seconds={max_seconds}")
+    if attrs.get("n_fft"):
+        if len(wav) < attrs["n_fft"]:
+            raise ValueError(f"speech of {len(wav)} samples is shorter than one analysis window ({attrs['n_fft']})")
+        return Features(log_mel(wav, rate, attrs), {"seconds": len(wav) / rate, "waveform": (wav, rate)})
     feats = fbank(wav, rate, attrs["sample_rate"], attrs["n_mels"])
     if ctx.training:
         feats = spec_augment(feats, ctx.rng)

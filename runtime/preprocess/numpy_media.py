@@ -140,10 +140,12 @@ def fbank(wav: np.ndarray, rate: int, target_rate: int, n_mels: int) -> np.ndarr
     return ((feats - mean) / (std + 1e-5)).astype(np.float32)
 
 
-@REGISTRY.register("audio", attrs=("sample_rate", "n_mels", "max_seconds", "n_frames_per_step", "use_mask"),
-                   required=("sample_rate", "n_mels"))
+@REGISTRY.register("audio", attrs=("sample_rate", "n_mels", "max_seconds", "n_frames_per_step", "use_mask", "n_fft",
+                                   "hop_length", "f_min", "f_max"), required=("sample_rate", "n_mels"))
 def audio(value, attrs: dict, ctx: Context) -> Features:
     _inference_only(ctx, "AUDIO")
+    if attrs.get("n_fft"):  # a speech target: generated, never read at inference
+        raise ValueError("the torch-free runtime does not read speech targets (they are what it generates)")
     wav, rate = load_audio(value, ctx.base_dir)
     max_seconds = attrs.get("max_seconds")
     if max_seconds and len(wav) > max_seconds * rate:

@@ -16,6 +16,7 @@ import torch
 
 from ofac import __version__
 
+from ..codec.speech import frame_width
 from ..data.corpus import run_vocab
 from ..data.dataset import SkipReport, column_lengths
 from ..data.loader import build_loader
@@ -219,15 +220,18 @@ class TrainingRun:
     # ------------------------------------------------------------------ setup parts
 
     def _resources(self, resuming: bool) -> dict:
-        """The run's learned codecs (stage 0): rank 0 trains the image tokenizer, the others
-        load it once it is written."""
-        image = tokenizers.prepare(self.run, self.dir.path, self.log, resuming) if self.par.main else None
+        """The run's learned codecs (stage 0): rank 0 trains the image tokenizer and counts the
+        speech statistics, the others load them once they are written."""
+        found = {}
+        if self.par.main:
+            found["image"] = tokenizers.prepare(self.run, self.dir.path, self.log, resuming)
+            found["audio"] = tokenizers.prepare_speech(self.run, self.dir.path, self.log, resuming)
         self.par.barrier()
-        if image is None and tokenizers.codec_config(self.run) is not None:
-            from ..codec.tokenizer import ImageTokenizer
+        if not self.par.main:
+            from ..codec.tokenizer import run_resources
 
-            image = ImageTokenizer.load(self.dir.path / tokenizers.FOLDER)
-        return {"image": image} if image is not None else {}
+            return run_resources(self.dir.path)
+        return {k: v for k, v in found.items() if v is not None}
 
     def _config(self, vocab: Vocab) -> dict:
         ids = vocab.bin_ids
@@ -235,7 +239,8 @@ class TrainingRun:
         codec = tokenizers.codec_config(self.run)
         codes = (vocab.code_ids[0], len(vocab.code_ids)) if codec is not None else (0, 0)
         cfg = ModelConfig.from_settings(self.run.model, len(vocab), encoder_adaptors(self.run.irs), bins,
-                                        output_heads(self.run.irs), codes, codec.grid if codec is not None else 0)
+                                        output_heads(self.run.irs), codes, codec.grid if codec is not None else 0,
+                                        frame_width(self.run))
         source = Path(self.run.source)
         return {"ofac_version": __version__, "model": cfg.to_dict(), "tasks": [t.name for t in self.run.tasks],
                 "model_block": {k: v for k, v in self.run.model.items() if not isinstance(v, tuple)},

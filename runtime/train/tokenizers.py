@@ -1,23 +1,30 @@
-"""Stage 0 of a run with image outputs: its image tokenizer, before the main model.
+"""Stage 0 of a run with image or speech outputs: its image tokenizer and its speech
+statistics, before the main model.
 
 Unless the `image_tokenizer { path = ... }` block names a trained one, the tokenizer is trained
 on the run's own training images (every image cell of a `preprocess=image_vqgan` column, each
 file once), saved in RUN/tokenizers/image, and reported (held-out PSNR / SSIM, codes used).  Then
 the codes of every training and validation image are computed once and cached beside it, so
 training never runs the tokenizer.  A start that failed after this stage finds the tokenizer on
-its next try and reuses it; `--resume` always does."""
+its next try and reuses it; `--resume` always does.
+
+Speech targets are normalized by the mean and standard deviation of each mel bin over the
+training utterances (up to SPEECH_UTTERANCES of them), counted once and kept in
+RUN/tokenizers/audio with the feature settings the vocoder inverts."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from ..codec import speech
 from ..codec.config import ImageCodecConfig
 from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config, image_key, image_targets, named_folder
 from ..codec.training import CodecTraining, train_codec
 from ..errors import DataError
+from ..preprocess.audio import log_mel
 from ..preprocess.image_codes import load_pixels, parse_codes
-from ..preprocess.media import MediaError
+from ..preprocess.media import MediaError, load_audio
 from ..store.files import CheckpointError
 from .options import max_steps
 
@@ -65,12 +72,13 @@ def _existing(folder: Path, cfg: ImageCodecConfig, resume: bool, log) -> ImageTo
     return tok
 
 
-def _cells(run, split: str):
-    """(value, base_dir, where) of every image cell of the run's image targets in `split`."""
+def _cells(run, split: str, targets=image_targets):
+    """(value, base_dir, where) of every cell of the run's image targets (or other `targets`)
+    in `split`."""
     from ..data.tasks import task_data
 
     datas = task_data(run, split, None)
-    for task, program, op in image_targets(run):
+    for task, program, op in targets(run):
         data = datas.get(task.name)
         if data is None:
             continue
@@ -78,7 +86,7 @@ def _cells(run, split: str):
         for i in range(len(data)):
             source, j = data.locate(i)
             value = source.row(j).get(column)
-            if value is not None and parse_codes(value) is None:
+            if value is not None and (targets is not image_targets or parse_codes(value) is None):
                 yield value, source.base_dir, (source.name, source.row_number(j), column)
 
 
@@ -136,3 +144,48 @@ def _fill_cache(run, tok: ImageTokenizer, log, batch: int = 256) -> None:
         for (key, *_), c in zip(part, codes):
             tok.cache[key] = c.astype(np.uint16)
     tok.save_codes()
+
+
+SPEECH_UTTERANCES = 2000
+
+
+def prepare_speech(run, run_dir: Path, log, resume: bool = False) -> speech.SpeechCodec | None:
+    """The run's speech statistics, counted over its training utterances (or found again from
+    an earlier start); None when the run has no speech outputs."""
+    features = speech.features_of(run)
+    if features is None:
+        return None
+    folder = run_dir / speech.FOLDER
+    if (folder / "config.json").exists():
+        codec = speech.SpeechCodec.load(folder)
+        if codec.features == features:
+            return codec
+        if resume:
+            raise CheckpointError("E0116", "the run's speech features differ from the task file's", folder,
+                                  help="resume with the task file that started the run")
+    elif resume:
+        raise CheckpointError("E0110", "the run has speech outputs but no speech statistics", folder,
+                              help="the run directory is incomplete: start the run again with a new --out")
+    stats = speech.Statistics(features.n_mels)
+    attrs = vars(features)
+    seen = set()
+    for value, base_dir, where in _cells(run, "train", speech.speech_targets):
+        key = image_key(value, base_dir)  # a file by path, anything else by content
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            wav, rate = load_audio(value, base_dir)
+            stats.add(log_mel(wav, rate, attrs).numpy())
+        except (MediaError, OSError, ValueError, RuntimeError) as err:
+            file, row, column = where
+            raise DataError("E0104", f"cannot read the target audio: {err}", file=file, row=row, column=column,
+                            help="every speech target's audio is read before training") from None
+        if stats.utterances >= SPEECH_UTTERANCES:
+            break
+    if stats.utterances == 0:
+        raise DataError("E0105", "speech outputs need training audio: the speech targets' training data has none",
+                        file=run.source, help="give the speech tasks `train` data")
+    codec = speech.SpeechCodec.save(folder, features, stats)
+    log(f"speech: normalizing targets by the statistics of {codec.describe()} (saved in {folder})")
+    return codec

@@ -26,9 +26,7 @@ class LossTerms:
     nll: object  # scalar tensor
 
 
-from . import codes, tokens  # noqa: E402,F401  (register the token and code heads and their loss)
+from . import codes, frames, tokens  # noqa: E402,F401  (register the heads and their losses)
 
-for _head, _what in (("frames", "speech outputs (mel frames)"), ("motion", "motion outputs (diffusion)")):
-    HEADS.add(_head, None, unsupported=f"{_what} are not built yet")
-LOSSES.add("tacotron2", None, unsupported="the speech loss (Tacotron 2) is not built yet")
+HEADS.add("motion", None, unsupported="motion outputs (diffusion) are not built yet")
 LOSSES.add("diffusion", None, unsupported="the diffusion loss is not built yet")
