@@ -157,6 +157,9 @@ def infer(
                                             "image (one row), or into this folder (--input).", show_default=False),
     save_image: Optional[Path] = typer.Option(None, "--save-image", help="Write the generated image to this PNG "
                                               "(one row), or into this folder (--input).", show_default=False),
+    save_audio: Optional[Path] = typer.Option(None, "--save-audio", help="Write the generated speech to this WAV "
+                                              "(.flac, .ogg by the name; one row), or into this folder (--input).",
+                                              show_default=False),
 ) -> None:
     """Answer a trained task or a new instruction for one row (--data) or a file of rows (--input)."""
     err = console(stderr=True)
@@ -182,7 +185,8 @@ def infer(
         bar.stop()
     for o in outputs:
         print(serve.shown(o, format.value))
-    for path, save in ((save_box, serve.save_boxes), (save_image, serve.save_images)):
+    for path, save in ((save_box, serve.save_boxes), (save_image, serve.save_images),
+                       (save_audio, serve.save_audio)):
         if path is not None:
             try:
                 for written in save(outputs, path, one_row=input is None):

@@ -25,6 +25,7 @@ from ..codec.tokenizer import run_resources
 from ..data.rows import TaskData, samples_of
 from ..data.sources import open_source
 from ..errors import DataError, RunError
+from ..evaluate.postprocess import Speech
 from ..evaluate.scorer import Scorer
 from ..exec.run import TaskRunner
 from ..preprocess.media import load_image
@@ -48,10 +49,11 @@ class InferenceError(RunError):
 class Output:
     """One answer.  `text`: the decoded text (for boxes, their labels joined by ", ");
     `boxes`: [x0, y0, x1, y1] in pixels of the original image; `labels`: one per box when the
-    target pairs boxes with text; `image`: a generated image (PIL); `score`: the
-    length-normalized log-probability (or the reranker's score when one reranked the
-    candidates); `n_best`: every hypothesis, best first (this one included); `scores`: their
-    scores; `images`: their images."""
+    target pairs boxes with text; `image`: a generated image (PIL); `waveform`: generated
+    speech (float32 numpy at `sample_rate`), `fbank` its log-mel frames, `hit_max_len` True when
+    its stop token never fired; `score`: the length-normalized log-probability (or the
+    reranker's score when one reranked the candidates); `n_best`: every hypothesis, best first
+    (this one included); `scores`: their scores; `images`: their images."""
 
     text: str | None = None
     boxes: list[list[float]] = field(default_factory=list)
@@ -59,6 +61,7 @@ class Output:
     score: float = float("-inf")
     n_best: list["Output"] = field(default_factory=list, repr=False)
     pixels: object = field(default=None, repr=False)  # a generated image, uint8 [S, S, 3]
+    speech: object = field(default=None, repr=False)  # generated speech (postprocess.Speech)
     source: object = field(default=None, repr=False)  # the input image, for save_box
     base_dir: Path | None = field(default=None, repr=False)
 
@@ -74,6 +77,48 @@ class Output:
         from PIL import Image
 
         return Image.fromarray(self.pixels)
+
+    @property
+    def waveform(self):
+        return None if self.speech is None else self.speech.waveform
+
+    @property
+    def sample_rate(self) -> int | None:
+        return None if self.speech is None else self.speech.sample_rate
+
+    @property
+    def fbank(self):
+        return None if self.speech is None else self.speech.frames
+
+    @property
+    def hit_max_len(self) -> bool:
+        return self.speech is not None and self.speech.hit_max_len
+
+    def save_audio(self, path: str | Path, sample_rate: int | None = None) -> Path:
+        """Write the generated speech (WAV unless the name says .flac or .ogg; `.wav` is added to
+        a name without a suffix).  `sample_rate` resamples first (default: the model's)."""
+        if self.speech is None:
+            raise ValueError("this output has no generated speech (the instruction does not generate audio)")
+        import soundfile as sf
+
+        path = Path(path)
+        path = path if path.suffix else path.with_suffix(".wav")
+        wav, rate = self.speech.waveform, self.speech.sample_rate
+        if sample_rate and sample_rate != rate:
+            from ..preprocess.audio import resample
+
+            wav, rate = resample(wav, rate, sample_rate), sample_rate
+        sf.write(str(path), wav, rate)
+        return path
+
+    def save_fbank(self, path: str | Path) -> Path:
+        """Write the generated log-mel frames [T, n_mels] as a .npy file."""
+        if self.speech is None:
+            raise ValueError("this output has no generated speech (the instruction does not generate audio)")
+        path = Path(path)
+        path = path if path.suffix else path.with_suffix(".npy")
+        np.save(path, self.speech.frames)
+        return path
 
     @property
     def images(self) -> list:
@@ -93,6 +138,17 @@ class Output:
             buf = io.BytesIO()
             self.image.save(buf, format="PNG")
             out["image"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        if self.speech is not None:  # a WAV data URL, as the image's PNG
+            import base64
+            import io
+
+            import soundfile as sf
+
+            buf = io.BytesIO()
+            sf.write(buf, self.speech.waveform, self.speech.sample_rate, format="WAV")
+            out["audio"] = "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
+            out["seconds"] = round(len(self.speech.waveform) / self.speech.sample_rate, 3)
+            out["hit_max_len"] = self.speech.hit_max_len
         if n_best and len(self.n_best) > 1:
             out["n_best"] = [o.to_dict(n_best=False) for o in self.n_best]
         return out
@@ -127,6 +183,8 @@ class Output:
 def _output(value, score: float) -> Output:
     if isinstance(value, np.ndarray):  # a generated image
         return Output(None, [], [], score, pixels=value)
+    if isinstance(value, Speech):
+        return Output(None, [], [], score, speech=value)
     if isinstance(value, list) and value and isinstance(value[0], tuple):  # (box, label) objects
         labels = [label for _, label in value]
         return Output(", ".join(lb for lb in labels if lb), [list(b) for b, _ in value], labels, score)

@@ -171,6 +171,11 @@ def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str =
     if unknown:
         raise ExportError(f"no task {', '.join(map(repr, unknown))} in this run",
                           help=f"tasks: {', '.join(system.tasks)}")
+    speech = [t for t in chosen if system.programs[t].head == "frames"]
+    if speech:
+        raise ExportError(f"exporting speech outputs (task {', '.join(map(repr, speech))}) is not supported yet: the "
+                          "frames head's decoder step and postnet have no ONNX graphs",
+                          help="export the other tasks (--task NAME); answer speech tasks with the PyTorch backend")
     if out.exists() and any(out.iterdir()):
         raise ExportError("the output folder is not empty", help="give a new --out; nothing was overwritten",
                           path=out)
@@ -211,7 +216,7 @@ def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str =
             cross = tuple(torch.randn(2, H, S, Dh) for _ in range(2 * L))
             cross_dyn = tuple({0: batch, 2: source} for _ in range(2 * L))
             caches = tuple(torch.randn(2, H, 5, Dh) for _ in range(2 * L)) + cross
-            for head in cfg.outputs:
+            for head in (h for h in cfg.outputs if h != "frames"):  # speech: refused above
                 first, with_past = decoder_graphs(head)
                 log(f"exporting {first}")
                 graphs[first] = _export(_Decoder(model, head), [torch.randint(4, cfg.vocab_size, (2, 3)), mask, cross],

@@ -1,6 +1,6 @@
 """`ofac infer`: answer a trained task or a new instruction for the rows given, and show the
 answers (text, or one JSON object per row), drawing predicted boxes or writing generated images
-where asked."""
+and speech where asked."""
 from __future__ import annotations
 
 import json
@@ -28,6 +28,9 @@ def shown(output: Output, format: str = "text") -> str:
     if output.pixels is not None:
         h, w = output.pixels.shape[:2]
         return f"image {w}x{h} (score {output.score:.3f})"
+    if output.speech is not None:
+        stop = ", ran to max_len without stopping" if output.hit_max_len else ""
+        return f"speech {len(output.waveform) / output.sample_rate:.2f} s at {output.sample_rate} Hz{stop}"
     if output.boxes:
         labels = output.labels or [""] * len(output.boxes)
         return "; ".join(f"{lab + ' ' if lab else ''}[{', '.join(f'{c:.1f}' for c in b)}]"
@@ -45,10 +48,16 @@ def save_images(outputs: list[Output], path: Path, one_row: bool) -> list[Path]:
     return _save(outputs, path, one_row, Output.save_image)
 
 
-def _save(outputs: list[Output], path: Path, one_row: bool, save) -> list[Path]:
+def save_audio(outputs: list[Output], path: Path, one_row: bool) -> list[Path]:
+    """Write each answer's generated speech: to `path` for one row (WAV, or FLAC/OGG by its
+    suffix), else `path/<k>.wav`."""
+    return _save(outputs, path, one_row, Output.save_audio, ".wav")
+
+
+def _save(outputs: list[Output], path: Path, one_row: bool, save, suffix: str = ".png") -> list[Path]:
     written = []
     for k, o in enumerate(outputs):
-        target = path if one_row else path / f"{k}.png"
+        target = path if one_row else path / f"{k}{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
         written.append(save(o, target))
     return written
