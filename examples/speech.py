@@ -59,6 +59,21 @@ class Speaker:
             raise SpeechError(f"espeak-ng could not say {text!r} (status {status})")
         return np.concatenate(self._chunks), self.rate
 
+    def phonemes(self, text: str, voice: str = "en") -> str:
+        """espeak-ng's phonemes of `text` (its ASCII mnemonics), space-separated, with `|`
+        between words: "three one" -> "T r 'i: | w '0 n"."""
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise SpeechError(f"espeak-ng has no voice {voice!r}")
+        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        data = ctypes.c_char_p(text.encode())
+        cursor = ctypes.c_void_p(ctypes.cast(data, ctypes.c_void_p).value)
+        words = []
+        while cursor.value:  # one clause per call; the cursor moves on (NULL at the end)
+            out = self.lib.espeak_TextToPhonemes(ctypes.byref(cursor), 0, ord("_") << 8)  # "_" between phonemes
+            words += (out or b"").decode().split()
+        return " | ".join(" ".join(p for p in w.split("_") if p) for w in words)
+
     def close(self) -> None:
         self.lib.espeak_Terminate()
 

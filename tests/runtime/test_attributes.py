@@ -16,6 +16,7 @@ from media import write_audio, write_image, write_video
 
 from ofac import compiler
 from ofac.runtime.codec.image import ImageCodec, ImageCodecConfig
+from ofac.runtime.codec.speech import SpeechCodec, SpeechFeatures
 from ofac.runtime.codec.tokenizer import ImageTokenizer
 from ofac.runtime.data.collate import collate
 from ofac.runtime.data.corpus import reserved_for
@@ -28,6 +29,7 @@ from ofac.runtime.exec.run import TaskRunner
 from ofac.runtime.exec.targets import TARGETS
 from ofac.runtime.generate import GENERATORS
 from ofac.runtime.generate.search import Trie
+from ofac.runtime.generate.speech import Frames
 from ofac.runtime.model.config import ModelConfig
 from ofac.runtime.model.heads import HEADS, LOSSES
 from ofac.runtime.model.network import EncoderDecoder
@@ -90,6 +92,7 @@ CASES = [
     ("summarize [TEXT:s] -> [TEXT:t]", {"s": "the quick brown fox", "t": "fox"}),
     ("draw [TEXT:t] -> [IMAGE:x,preprocess=image_vqgan,adaptor=image_vqgan,length=60]",
      {"t": "a red box", "x": "a.png"}),
+    ("[PHONE:p] -> [AUDIO:a,adaptor=audio_tgt_fbank,n_frames_per_step=2]", {"p": "AH B K", "a": "a.wav"}),
 ]
 GENERATE = {"top_k": 5, "top_p": 0.9}  # set in a generate block only; every case carries them
 
@@ -113,7 +116,7 @@ def _run_everything(instruction: str, row: dict, root) -> None:
     texts = [str(v) for v in row.values() if isinstance(v, str)] + ["red", "yes", "the quick brown fox"]
     vocab = train_vocab(texts * 10, 300, reserved_for([task], phones=["AH", "B", "K"]))
     rows = [dict(row) for _ in range(4)]
-    resources = {"image": ImageTokenizer.load(root / "tokenizer")}
+    resources = {"image": ImageTokenizer.load(root / "tokenizer"), "audio": SpeechCodec.unnormalized(SpeechFeatures())}
     train = TaskData(TaskRunner(task, vocab, "train", resources=resources), [open_source(rows, base_dir=root)])
     valid = TaskData(TaskRunner(task, vocab, "valid", resources=resources), [open_source(rows, base_dir=root)])
     adaptors = sorted({op.name for op in task.programs[0].of_kind("adapt") if op.get("side") == "encoder"})
@@ -123,7 +126,7 @@ def _run_everything(instruction: str, row: dict, root) -> None:
                                        decoder_layers=1, heads=2, image_size=32, patch_size=8, video_frames=4,
                                        adaptors=tuple(adaptors), dropout=0.0, outputs=(head,),
                                        code_ids=(vocab.code_ids[0], len(vocab.code_ids)) if vocab.code_ids else (0, 0),
-                                       code_grid=8 if vocab.code_ids else 0))
+                                       code_grid=8 if vocab.code_ids else 0, frame_dim=160))
     answers = closed_set(task, train)
     loss = TaskLoss.of(task, Trie(vocab.encode(a) for a in answers) if answers else None)
     batch = collate([train.sample(i, np.random.default_rng(i)) for i in range(2)]).to("cpu")
@@ -133,7 +136,9 @@ def _run_everything(instruction: str, row: dict, root) -> None:
     evaluate(model, valid, scorer, "cpu", keep=True)
     gold = valid.sample(0, np.random.default_rng(0))  # an untrained model may generate nothing a
     t = gold.target                                  # postprocessor reads: decode the reference too
-    if head == "codes":  # code targets are indices in the code range
+    if head == "frames":  # the reference's own steps, as generated ones
+        scorer.output(Frames(t.target, True), gold.meta)
+    elif head == "codes":  # code targets are indices in the code range
         scorer.output([vocab.code_ids[i] for i in t.target], gold.meta)
     else:
         scorer.output([tok for tok, m in zip(t.target[t.prefix:-1], t.loss_mask[t.prefix:-1]) if m], gold.meta)
@@ -144,8 +149,9 @@ def _with_generate(task):
     from dataclasses import replace
 
     programs = []
-    for p in task.programs:
-        ops = tuple(replace(op, attrs=op.attrs + tuple(GENERATE.items())) if op.kind == "generate" else op
+    for p in task.programs:  # (the speech loop has no top-k: it would refuse them)
+        ops = tuple(replace(op, attrs=op.attrs + tuple(GENERATE.items()))
+                    if op.kind == "generate" and op.name != "speech" else op
                     for op in p.ops)
         programs.append(replace(p, ops=ops))
     return replace(task, programs=tuple(programs))

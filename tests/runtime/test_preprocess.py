@@ -330,8 +330,8 @@ def test_phones(tmp_path, vocab):
 def test_motion_says_not_supported_yet(tmp_path, vocab):
     with pytest.raises(NotSupportedYet, match="not supported by the ofac runtime yet"):
         run("motion: [MOTION:m] -> [TEXT:t]", {"m": "a.npy", "t": "x"}, vocab, tmp_path)
-    with pytest.raises(NotSupportedYet, match="target.frames"):
-        TaskRunner(lower("[TEXT:t] -> [AUDIO:a]"), vocab)
+    with pytest.raises(NotSupportedYet, match="preprocess.motion_6d"):
+        TaskRunner(lower("[TEXT:t] -> [MOTION:m]"), vocab)
 
 
 def test_a_box_before_its_image_is_transformed_with_it(tmp_path, vocab):
