@@ -71,20 +71,21 @@ def frame_width(run) -> int:
 
 
 class SpeechCodec:
-    def __init__(self, folder: Path, config: dict):
-        self.folder, self.config = Path(folder), config
+    def __init__(self, folder: Path, config: dict, vocoder: str = "torch"):
+        self.folder, self.config, self.vocoder = Path(folder), config, vocoder
         self.features = SpeechFeatures(**config["features"])
         self.mean = np.asarray(config["mean"], dtype=np.float32)
         self.std = np.asarray(config["std"], dtype=np.float32)
 
     @classmethod
-    def load(cls, folder: str | Path) -> "SpeechCodec":
+    def load(cls, folder: str | Path, vocoder: str = "torch") -> "SpeechCodec":
+        """`vocoder`: "torch" (torchaudio's Griffin-Lim) or "numpy" (the same algorithm without torch)."""
         folder = Path(folder)
         config = read_json(folder / "config.json")
         if config.get("format") != FORMAT:
             raise CheckpointError("E0111", f"not an ofac speech codec (format {config.get('format')!r})",
                                   folder / "config.json", help="delete it: stage 0 computes it again")
-        return cls(folder, config)
+        return cls(folder, config, vocoder)
 
     @classmethod
     def unnormalized(cls, features: SpeechFeatures) -> "SpeechCodec":
@@ -114,14 +115,17 @@ class SpeechCodec:
         return frames * self.std + self.mean
 
     def vocode(self, logmel: np.ndarray, iterations: int = 32) -> np.ndarray:
-        """Log-mel frames [T, n_mels] -> a float32 waveform at the features' sample rate."""
+        """Log-mel frames [T, n_mels] -> a float32 waveform at the features' sample rate (in
+        torchaudio, or in numpy where the process runs without torch: the ONNX backend)."""
+        if self.vocoder == "numpy":
+            return griffin_lim_numpy(logmel, self.features, iterations)
         return griffin_lim(logmel, self.features, iterations)
 
     def __getstate__(self) -> dict:
-        return {"folder": self.folder, "config": self.config}
+        return {"folder": self.folder, "config": self.config, "vocoder": self.vocoder}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["folder"], state["config"])
+        self.__init__(state["folder"], state["config"], state.get("vocoder", "torch"))
 
 
 def griffin_lim(logmel: np.ndarray, features: SpeechFeatures, iterations: int = 32) -> np.ndarray:
@@ -169,3 +173,71 @@ class Statistics:
         mean = self.sum / max(1, self.count)
         var = self.squares / max(1, self.count) - mean * mean
         return mean.astype(np.float32), np.sqrt(np.maximum(var, 1e-4)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ without torch
+
+def _hz_to_mel(f):  # Slaney's scale: linear below 1 kHz, logarithmic above
+    f = np.asarray(f, dtype=np.float64)
+    step, lin = np.log(6.4) / 27.0, 1000.0 / (200.0 / 3)
+    return np.where(f >= 1000.0, lin + np.log(np.maximum(f, 1e-10) / 1000.0) / step, f / (200.0 / 3))
+
+
+def _mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    step, lin = np.log(6.4) / 27.0, 1000.0 / (200.0 / 3)
+    return np.where(m >= lin, 1000.0 * np.exp(step * (m - lin)), m * (200.0 / 3))
+
+
+def mel_filters(f: SpeechFeatures) -> np.ndarray:
+    """[n_fft/2 + 1, n_mels]: the area-normalized triangular filters on Slaney's mel scale that the
+    features are computed with (torchaudio's `melscale_fbanks(norm="slaney", mel_scale="slaney")`)."""
+    freqs = np.linspace(0, f.sample_rate // 2, f.n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(f.f_min), _hz_to_mel(f.f_max), f.n_mels + 2))
+    widths = np.diff(edges)
+    slopes = edges[None, :] - freqs[:, None]
+    down, up = -slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]
+    bank = np.maximum(0.0, np.minimum(down, up))
+    return bank * (2.0 / (edges[2:] - edges[:-2]))[None]
+
+
+def _window(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann, as torch.hann_window
+
+
+def _stft(x: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
+    x = np.pad(x, n_fft // 2, mode="reflect")
+    count = 1 + (len(x) - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][:count]
+    return np.fft.rfft(frames * window, axis=1).T  # [freqs, frames]
+
+
+def _istft(spec: np.ndarray, n_fft: int, hop: int, window: np.ndarray) -> np.ndarray:
+    frames = np.fft.irfft(spec.T, n=n_fft, axis=1) * window
+    count = frames.shape[0]
+    out = np.zeros(n_fft + hop * (count - 1))
+    norm = np.zeros_like(out)
+    for i in range(count):
+        out[i * hop:i * hop + n_fft] += frames[i]
+        norm[i * hop:i * hop + n_fft] += window * window
+    out = out / np.where(norm > 1e-11, norm, 1.0)
+    return out[n_fft // 2:len(out) - n_fft // 2]
+
+
+def griffin_lim_numpy(logmel: np.ndarray, f: SpeechFeatures, iterations: int = 32,
+                      momentum: float = 0.99) -> np.ndarray:
+    """`griffin_lim` in numpy (the torch-free runtime): the same least-squares inverse of the mel
+    filters and the same fast Griffin-Lim from a zero phase, to float rounding."""
+    if len(logmel) == 0:
+        return np.zeros(0, dtype=np.float32)
+    mel = np.exp(np.asarray(logmel, dtype=np.float64)).T  # [n_mels, T]
+    magnitude = np.maximum(np.linalg.lstsq(mel_filters(f).T, mel, rcond=None)[0], 0.0)  # [freqs, T]
+    window = _window(f.n_fft)
+    angles = np.ones_like(magnitude, dtype=np.complex128)
+    previous = np.zeros_like(angles)
+    for _ in range(iterations):
+        rebuilt = _stft(_istft(magnitude * angles, f.n_fft, f.hop_length, window), f.n_fft, f.hop_length, window)
+        angles = rebuilt - previous * (momentum / (1 + momentum))
+        angles = angles / (np.abs(angles) + 1e-16)
+        previous = rebuilt
+    return _istft(magnitude * angles, f.n_fft, f.hop_length, window).astype(np.float32)

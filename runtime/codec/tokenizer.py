@@ -229,10 +229,10 @@ class OrtImageDecoder:
         return images
 
 
-def run_resources(folder: str | Path) -> dict:
+def run_resources(folder: str | Path, media: str = "torch") -> dict:
     """The learned codecs of a run directory's (or export folder's) outputs: "image" (an
-    ImageTokenizer, `tokenizers/image`) and "audio" (a SpeechCodec, `tokenizers/audio`) when it
-    has them."""
+    ImageTokenizer, `tokenizers/image`) and "audio" (a SpeechCodec, `tokenizers/audio`, vocoding
+    in `media`: torch or numpy) when it has them."""
     from .speech import FOLDER as SPEECH
     from .speech import SpeechCodec
 
@@ -240,7 +240,7 @@ def run_resources(folder: str | Path) -> dict:
     if (Path(folder) / FOLDER / "config.json").exists():
         found["image"] = ImageTokenizer.load(Path(folder) / FOLDER, codes=False)
     if (Path(folder) / SPEECH / "config.json").exists():
-        found["audio"] = SpeechCodec.load(Path(folder) / SPEECH)
+        found["audio"] = SpeechCodec.load(Path(folder) / SPEECH, vocoder=media)
     return found
 
 

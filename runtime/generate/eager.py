@@ -97,9 +97,13 @@ def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[
     speech generation (`SpeechConfig`), its one utterance."""
     from .speech import SpeechConfig, speak
 
-    if isinstance(cfg, SpeechConfig):
-        return speak(model, batch, cfg)
     was_training = model.training
+    if isinstance(cfg, SpeechConfig):
+        model.eval()
+        try:
+            return speak(TorchSpeaker(model, batch.decoder.inputs.device), batch, cfg)
+        finally:
+            model.train(was_training)
     model.eval()
     device = batch.decoder.inputs.device
     try:
@@ -112,3 +116,28 @@ def greedy(model, batch, max_len: int = 64, min_len: int = 1, trie: Trie | None 
     """The single best continuation per example (beam search with one beam)."""
     cfg = GenerateConfig(beam=1, max_len=max_len, min_len=min_len, trie=trie)
     return [hyps[0].tokens if hyps else [] for hyps in generate(model, batch, cfg)]
+
+
+class TorchSpeaker:
+    """The eager model behind the numpy interface of the speech loop (`speech.speak`): encoder
+    output and caches stay tensors on the device; steps cross as numpy arrays."""
+
+    def __init__(self, model, device):
+        self.model, self.device = model, device
+        head = model.heads["frames"]
+        self.frame_width, self.frame_positions = head.width, head.pos.num_embeddings
+
+    def encode(self, batch):
+        return self.model.encode(batch)
+
+    def cross_cache(self, memory):
+        return self.model.cross_cache(memory)
+
+    def decode_step(self, step, t, past, cross, mask, last=True, head="frames", keep=None):
+        tensor = lambda x: torch.from_numpy(x).to(self.device)  # noqa: E731
+        out, present = self.model.decode_step(tensor(step), t, past, cross, mask, last=last, head=head,
+                                              keep=tensor(keep))
+        return out.float().cpu().numpy(), present
+
+    def finish(self, pre):
+        return self.model.heads["frames"].finish(torch.from_numpy(pre).to(self.device)).float().cpu().numpy()

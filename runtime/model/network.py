@@ -165,7 +165,7 @@ class EncoderDecoder(nn.Module):
                           step_options={"pack": self.pack_decoder(rows or B), "capacity": capacity})
 
     def decode_step(self, tokens, start, past, cross, memory_mask, last: bool = False, pack=None,
-                    capacity: int = 64, head: str = "tokens"):
+                    capacity: int = 64, head: str = "tokens", **head_inputs):
         """Incremental decoding of an output head (`head`: the token head, or the code head
         of image outputs).  tokens [B, T]: the positions start..start+T-1
         (T > 1 only on the first call, past None; `start` an int, or a tensor [1] in an exported
@@ -173,13 +173,14 @@ class EncoderDecoder(nn.Module):
         cross: cross_cache(memory), or with `pack` the memory [B, S, D] itself.
         -> logits [B, T, V] (`last`: only the last position's, [B, V]), present.
         `pack`: pack_decoder(), for speed; with it the past is each layer's KVCache, preallocated
-        for `capacity` positions (the most the generation will feed; it grows if that was short)."""
+        for `capacity` positions (the most the generation will feed; it grows if that was short).
+        `head_inputs`: what else the head's inputs take (the frames head: its prenet dropout `keep`)."""
         if past is None and pack is not None:
             past = [KVCache(capacity) for _ in self.decoder]
         # a step of one position runs on [B, D] rows: its heads are reshapes, no transposes
         single = past is not None and tokens.shape[1] == 1
         out = self.heads[head]
-        x = self.ln_emb(out.inputs(tokens[:, 0] if single else tokens, start))
+        x = self.ln_emb(out.inputs(tokens[:, 0] if single else tokens, start, **head_inputs))
         present = []
         from_memory = isinstance(cross, torch.Tensor)
         for i, layer in enumerate(self.decoder):

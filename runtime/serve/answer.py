@@ -216,7 +216,7 @@ class OFASys:
         self.run_dir, self.backend = files.path, backend
         self.config, self.vocab = files.config(), files.vocab()
         self.programs, self.answers = files.programs(), files.answers()
-        self.resources = run_resources(folder)  # the learned codecs of its outputs (the image tokenizer)
+        self.resources = run_resources(folder, backend.media)  # the learned codecs of its outputs
         self._compiled: dict[str, TaskIR] = {}
         self._scorers: dict[tuple, Scorer] = {}
         self._runners: dict[int, TaskRunner] = {}  # by id of a TaskIR this object keeps

@@ -8,15 +8,18 @@ What runs: the IR of every task (programs.json) drives the same TaskRunner as tr
 the numpy media preprocessors (`preprocess/numpy_media.py`: Pillow resize, numpy Kaldi fbank);
 samples are batched into numpy arrays (`onnx.collate`); the exported graphs run in ONNX Runtime
 (`onnx.OrtModel`); the search is `generate/search.py` on numpy (`NumpyArrays`: greedy, beam,
-sampling, closed-set trie, n-gram blocking); postprocessing is the shared
-`evaluate/postprocess.py`.  Loading a folder and answering import no torch (tested with torch
-blocked): the deployment needs numpy, onnxruntime, tokenizers, Pillow (images), soundfile
-(audio) and PyAV (video), and the pure-Python compiler for new instructions."""
+sampling, closed-set trie, n-gram blocking), and for speech the frames loop of
+`generate/speech.py` over the frames head's graphs; postprocessing is the shared
+`evaluate/postprocess.py` (speech vocoded by the numpy Griffin-Lim).  Loading a folder and
+answering import no torch (tested with torch blocked): the deployment needs numpy, onnxruntime,
+tokenizers, Pillow (images), soundfile (audio) and PyAV (video), and the pure-Python compiler for
+new instructions."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..generate.search import NumpyArrays, search
+from ..generate.speech import SpeechConfig, speak
 from ..store.files import CheckpointError
 from .onnx import OrtModel, collate, encoder_inputs
 
@@ -57,6 +60,8 @@ class OnnxBackend:
 
     def answer(self, samples, generation):
         batch = collate(samples)
+        if isinstance(generation, SpeechConfig):
+            return speak(self.model, batch, generation), batch.meta
         return search(self.model, batch, generation, NumpyArrays(generation.seed)), batch.meta
 
 

@@ -102,6 +102,84 @@ class _DecoderWithPast(nn.Module):
         return (logits, *[t for kv in present for t in kv])
 
 
+class _FrameDecoder(nn.Module):
+    """The frames head's first step: a zero step [B, 1, F] and its prenet masks [B, 1, 2, P]."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m = model
+
+    def forward(self, frames, keep, mask, cross: tuple):
+        L = len(self.m.decoder)
+        pairs = [(cross[2 * i], cross[2 * i + 1]) for i in range(L)]
+        out, present = self.m.decode_step(frames, 0, None, pairs, mask, last=True, head="frames", keep=keep)
+        return (out, *[t for kv in present for t in kv])
+
+
+class _FrameDecoderWithPast(nn.Module):
+    """One more step `pos` [1] over the cached (k, v) of the earlier ones."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m = model
+
+    def forward(self, frames, pos, keep, mask, caches: tuple):
+        L = len(self.m.decoder)
+        past = [(caches[2 * i], caches[2 * i + 1]) for i in range(L)]
+        cross = [(caches[2 * L + 2 * i], caches[2 * L + 2 * i + 1]) for i in range(L)]
+        out, present = self.m.decode_step(frames, pos, past, cross, mask, last=True, head="frames", keep=keep)
+        return (out, *[t for kv in present for t in kv])
+
+
+class _Postnet(nn.Module):
+    """Generated pre-net steps [B, T, F] -> the output steps (the postnet's residual added)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.head = model.heads["frames"]
+
+    def forward(self, pre):
+        return self.head.finish(pre)
+
+
+def _export_frames(model, graphs: dict, tmp: Path, opset: int, mask, cross, caches, names, dims, log) -> None:
+    """The frames head's graphs: its two decoder steps and its postnet."""
+    from torch.export import Dim
+
+    from ..generate.speech import PRENET
+
+    cross_names, past_names, present = names
+    batch, source, past, cross_dyn = dims
+    width = model.cfg.frame_dim
+    first, with_past = decoder_graphs("frames")
+    step, keep = torch.zeros(2, 1, width), torch.full((2, 1, 2, PRENET), 2.0)
+    log(f"exporting {first}")
+    graphs[first] = _export(_FrameDecoder(model), [step, keep, mask, cross],
+                            ({0: batch}, {0: batch}, {0: batch, 3: source}, cross_dyn),
+                            ["frames", "keep", "mask", *cross_names], ["out", *present], tmp / f"{first}.onnx", opset)
+    log(f"exporting {with_past}")
+    L = len(model.decoder)
+    graphs[with_past] = _export(
+        _FrameDecoderWithPast(model), [torch.randn(2, 1, width), torch.tensor([5]), keep, mask, caches],
+        ({0: batch}, None, {0: batch}, {0: batch, 3: source},
+         tuple({0: batch, 2: past} for _ in range(2 * L)) + cross_dyn),
+        ["frames", "pos", "keep", "mask", *past_names, *cross_names], ["out", *present], tmp / f"{with_past}.onnx",
+        opset)
+    log("exporting postnet_frames")
+    graphs["postnet_frames"] = _export(_Postnet(model), [torch.randn(2, 7, width)], ({0: batch, 1: Dim("steps")},),
+                                       ["pre"], ["post"], tmp / "postnet_frames.onnx", opset)
+
+
+def _copy_speech(system, tmp: Path) -> None:
+    """The speech statistics and feature settings the vocoder reads, beside the graphs."""
+    from ..codec.speech import FOLDER
+
+    codec = system.resources.get("audio")
+    if codec is not None:
+        (tmp / FOLDER).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(codec.folder / "config.json", tmp / FOLDER / "config.json")
+
+
 class _ImageDecoder(nn.Module):
     """The image tokenizer's decoder with the conversion to pixels: codes [N, g*g] -> uint8
     [N, S, S, 3], exactly as `ImageTokenizer.decode` computes it in PyTorch."""
@@ -171,11 +249,6 @@ def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str =
     if unknown:
         raise ExportError(f"no task {', '.join(map(repr, unknown))} in this run",
                           help=f"tasks: {', '.join(system.tasks)}")
-    speech = [t for t in chosen if system.programs[t].head == "frames"]
-    if speech:
-        raise ExportError(f"exporting speech outputs (task {', '.join(map(repr, speech))}) is not supported yet: the "
-                          "frames head's decoder step and postnet have no ONNX graphs",
-                          help="export the other tasks (--task NAME); answer speech tasks with the PyTorch backend")
     if out.exists() and any(out.iterdir()):
         raise ExportError("the output folder is not empty", help="give a new --out; nothing was overwritten",
                           path=out)
@@ -216,7 +289,11 @@ def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str =
             cross = tuple(torch.randn(2, H, S, Dh) for _ in range(2 * L))
             cross_dyn = tuple({0: batch, 2: source} for _ in range(2 * L))
             caches = tuple(torch.randn(2, H, 5, Dh) for _ in range(2 * L)) + cross
-            for head in (h for h in cfg.outputs if h != "frames"):  # speech: refused above
+            if "frames" in cfg.outputs:
+                _export_frames(model, graphs, tmp, opset, mask, cross, caches, names=(cross_names, past_names, present),
+                               dims=(batch, source, past, cross_dyn), log=log)
+                _copy_speech(system, tmp)
+            for head in (h for h in cfg.outputs if h != "frames"):
                 first, with_past = decoder_graphs(head)
                 log(f"exporting {first}")
                 graphs[first] = _export(_Decoder(model, head), [torch.randint(4, cfg.vocab_size, (2, 3)), mask, cross],

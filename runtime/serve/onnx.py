@@ -196,22 +196,43 @@ class OrtModel:
     def cross_cache(self, memory):
         return self._cross.pop(id(memory))
 
-    def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = True, head: str = "tokens"):
+    def decode_step(self, tokens, start: int, past, cross, memory_mask, last: bool = True, head: str = "tokens",
+                    keep=None):
         """tokens [N, t] from position `start` over the cached (k, v) `past` (None: the first
         call) -> logits [N, V] of the last position, the grown cache; `head`: the output head
-        whose decoder graphs run (the token head's, or the code head's for images)."""
+        whose decoder graphs run (the token head's, the code head's for images, or the frames
+        head's for speech: then `tokens` is a step [N, 1, F], `keep` its prenet masks, and the
+        output [N, F + 1] the step's frames and stop logit)."""
         flat_cross = [t for kv in cross for t in kv]
         first, with_past = decoder_graphs(head)
         if first not in self.manifest["graphs"]:
             raise ExportError(f"this export has no decoder for `{head}` outputs",
                               help="export the run again with this ofac (it exports every output head)")
+        extra = [] if keep is None else [keep]
+        if memory_mask.dtype == np.bool_:  # encode's boolean mask (the speech loop passes it on): additive here
+            memory_mask = np.where(memory_mask, 0.0, float("-inf")).astype(np.float32)
         if past is None:
             sess = self.session(first)
-            feeds = [tokens, memory_mask, *flat_cross]
+            feeds = [tokens, *extra, memory_mask, *flat_cross]
         else:
             sess = self.session(with_past)
-            feeds = [tokens, np.array([start], dtype=np.int64), memory_mask, *[t for kv in past for t in kv],
+            feeds = [tokens, np.array([start], dtype=np.int64), *extra, memory_mask, *[t for kv in past for t in kv],
                      *flat_cross]
         names = [i.name for i in sess.get_inputs()]
         out = sess.run(None, {n: np.ascontiguousarray(x) for n, x in zip(names, feeds)})
         return out[0], [(out[1 + 2 * i], out[2 + 2 * i]) for i in range(self.L)]
+
+    # -- the speech loop's interface (generate/speech.py), with the frames head's graphs
+
+    @property
+    def frame_width(self) -> int:
+        return self.manifest["model"]["frame_dim"]
+
+    @property
+    def frame_positions(self) -> int:
+        return self.manifest["model"]["max_positions"]
+
+    def finish(self, pre):
+        """Generated pre-net steps [B, T, F] -> the output steps (the postnet graph)."""
+        (post,) = self.session("postnet_frames").run(None, {"pre": np.ascontiguousarray(pre, dtype=np.float32)})
+        return post

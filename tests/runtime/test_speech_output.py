@@ -13,13 +13,21 @@ import soundfile as sf
 import torch
 from conftest import lower
 
-from ofac.runtime.codec.speech import SpeechCodec, SpeechFeatures, Statistics, griffin_lim
+from ofac.runtime.codec.speech import (
+    SpeechCodec,
+    SpeechFeatures,
+    Statistics,
+    griffin_lim,
+    griffin_lim_numpy,
+    mel_filters,
+)
 from ofac.runtime.data.collate import collate
 from ofac.runtime.evaluate.postprocess import Speech
 from ofac.runtime.evaluate.scorer import Scorer
 from ofac.runtime.evaluate.speech import distortion, dtw, mcd, trim
 from ofac.runtime.exec.run import TaskRunner
-from ofac.runtime.generate.speech import SpeechConfig, speak
+from ofac.runtime.generate.eager import generate
+from ofac.runtime.generate.speech import SpeechConfig
 from ofac.runtime.model.config import ModelConfig
 from ofac.runtime.model.heads.frames import guided_attention, tacotron2
 from ofac.runtime.model.network import EncoderDecoder
@@ -96,6 +104,19 @@ def test_griffin_lim_resynthesis_sounds_like_the_original():
     same, other = distortion(back, a, RATE), distortion(b, a, RATE)
     assert same["mcd"] < 0.5 * other["mcd"]
     assert 0.9 < same["length_ratio"] < 1.1
+
+
+def test_the_numpy_vocoder_is_torchaudios_griffin_lim():
+    """The torch-free runtime's vocoder: the same mel filters, and the same waveform to float
+    rounding (Griffin-Lim amplifies rounding a little over its iterations)."""
+    import torchaudio
+
+    fb = torchaudio.functional.melscale_fbanks(513, 0.0, 8000.0, 80, RATE, norm="slaney", mel_scale="slaney")
+    assert np.abs(mel_filters(FEATURES) - fb.numpy()).max() < 1e-6
+    logmel = log_mel(chirp(300, 2000), RATE, vars(FEATURES)).numpy()
+    a, b = griffin_lim(logmel, FEATURES), griffin_lim_numpy(logmel, FEATURES)
+    assert a.shape == b.shape and b.dtype == np.float32
+    assert np.corrcoef(a, b)[0, 1] > 0.999 and np.abs(a - b).max() < 0.05 * np.abs(a).max()
 
 
 def test_dtw_finds_the_cheapest_monotonic_path():
@@ -189,18 +210,24 @@ def test_speech_generation_stops_per_row(vocab, tts_batch):
     head = model.heads["frames"]
     with torch.no_grad():  # never stop: every row runs to max_len
         head.stop.bias.fill_(-50.0)
-    hyps = speak(model, batch, SpeechConfig(max_len=7))
+    hyps = generate(model, batch, SpeechConfig(max_len=7))
     assert [len(h[0].tokens.steps) for h in hyps] == [7, 7, 7] and not any(h[0].tokens.stopped for h in hyps)
     with torch.no_grad():  # stop at once
         head.stop.bias.fill_(50.0)
-    hyps = speak(model, batch, SpeechConfig(max_len=7))
+    hyps = generate(model, batch, SpeechConfig(max_len=7))
     assert [len(h[0].tokens.steps) for h in hyps] == [1, 1, 1] and all(h[0].tokens.stopped for h in hyps)
     with torch.no_grad():  # row-dependent: the stop logit follows the encoder, rows stop apart
         head.stop.bias.fill_(0.0)
         head.stop.weight.normal_(0, 3.0)
-    lengths = {len(h[0].tokens.steps) for h in speak(model, batch, SpeechConfig(max_len=30))}
+    lengths = {len(h[0].tokens.steps) for h in generate(model, batch, SpeechConfig(max_len=30))}
     assert lengths <= set(range(1, 31))
     assert model.training  # restored
+    # the prenet's dropout stays on, drawn from the seed: one seed, one utterance
+    with torch.no_grad():
+        head.stop.bias.fill_(-50.0)
+    once, again, other = (generate(model, batch, SpeechConfig(max_len=6, seed=s)) for s in (1, 1, 2))
+    assert np.array_equal(once[0][0].tokens.steps, again[0][0].tokens.steps)
+    assert not np.allclose(once[0][0].tokens.steps, other[0][0].tokens.steps)
 
 
 def test_the_scorer_vocodes_and_scores_speech(vocab, tts_batch, codec):
@@ -210,7 +237,7 @@ def test_the_scorer_vocodes_and_scores_speech(vocab, tts_batch, codec):
     model = small_model(vocab)
     with torch.no_grad():
         model.heads["frames"].stop.bias.fill_(-50.0)  # never stops: five steps of four frames
-    hyps = speak(model, batch, scorer.generation.__class__(max_len=5))
+    hyps = generate(model, batch, scorer.generation.__class__(max_len=5))
     out = scorer.output(hyps[0][0].tokens, batch.meta[0])
     assert isinstance(out, Speech) and out.sample_rate == RATE and out.waveform.dtype == np.float32
     assert out.frames.shape == (20, 80) and out.hit_max_len

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...generate.speech import PRENET, PRENET_DROPOUT
 from ..config import ModelConfig
 from . import HEADS, LOSSES, LossTerms
 
-PRENET, POSTNET, KERNEL, PRENET_DROPOUT = 256, 256, 5, 0.5
+POSTNET, KERNEL = 256, 5
 
 
 @dataclass
@@ -69,15 +70,19 @@ class FrameHead(nn.Module):
         self.stop = nn.Linear(cfg.d_model, 1)
         self.postnet = Postnet(self.width)
 
-    def inputs(self, frames, start=0):
+    def inputs(self, frames, start=0, keep=None):
         """frames [B, T, F] at steps start..start+T-1 (or one step per row, [B, F]) -> [B, T, D]
-        (or [B, D])."""
+        (or [B, D]).  The prenet's dropout stays on at inference (Tacotron 2); `keep` [B, T, 2,
+        PRENET] gives its masks (generation draws them, `generate.speech.prenet_masks`)."""
         T = 1 if frames.dim() == 2 else frames.shape[1]
         if isinstance(start, int) and start + T > self.pos.num_embeddings:
             raise ValueError(f"a speech target of {start + T} steps exceeds max_positions={self.pos.num_embeddings}")
+        if keep is not None and frames.dim() == 2:
+            keep = keep[:, 0]  # one step per row
         x = frames
-        for layer in self.prenet:  # dropout stays on at inference (Tacotron 2)
-            x = F.dropout(F.relu(layer(x)), PRENET_DROPOUT, training=True)
+        for i, layer in enumerate(self.prenet):
+            x = F.relu(layer(x))
+            x = F.dropout(x, PRENET_DROPOUT, training=True) if keep is None else x * keep[..., i, :].to(x.dtype)
         return self.proj(x) + self.pos(start + torch.arange(T, device=frames.device))
 
     def outputs(self, x, attention=None) -> FrameOutputs:
