@@ -4,6 +4,12 @@ checkpoint (`ofac eval`), and report wall time and every metric against the zoo'
 
   python benchmarks/zoo.py [--steps N] [--out runs/zoo-bench]
   python benchmarks/zoo.py --single [--joint runs/zoo-bench] [--out runs/zoo-single]
+  python benchmarks/zoo.py --outputs [images] [speech]
+
+`--outputs` runs the zoo's generative parts instead, each its own run and judge:
+benchmarks/image_zoo.py (images.ofa: the picture grid benchmarks/image_zoo.png) and
+benchmarks/speech_zoo.py (speech.ofa: benchmarks/speech_zoo.png and generated FLAC files in
+benchmarks/speech_zoo/).
 
 `--single` trains the same model on each task alone (same settings and steps, one run per task
 under OUT/<task>) and prints each task's metric alone against the joint run's (`--joint`: its
@@ -31,6 +37,7 @@ TARGETS = {"digits": ("accuracy", 0.95), "grounding": ("iou_acc", 0.8), "vqa": (
 
 
 ZOO = ROOT / "examples" / "multitask.ofa"
+OUTPUTS = {"images": "image_zoo.py", "speech": "speech_zoo.py"}  # the generative zoos (`--outputs`)
 
 
 def log(msg: str) -> None:  # validations, and every 100th step
@@ -119,7 +126,13 @@ def main() -> None:
     ap.add_argument("--single", action="store_true", help="train each task alone and compare with --joint")
     ap.add_argument("--joint", type=Path, default=None, help="the joint run to compare with (--single)")
     ap.add_argument("--tasks", nargs="*", default=None, help="only these tasks (--single)")
+    ap.add_argument("--outputs", nargs="*", choices=OUTPUTS, default=None,
+                    help="run the generative zoos instead (default: both)")
     args = ap.parse_args()
+    if args.outputs is not None:
+        for kind in args.outputs or OUTPUTS:
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / OUTPUTS[kind])], check=True)
+        return
     args.out = args.out or ROOT / "runs" / ("zoo-single" if args.single else "zoo-bench")
     start = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "examples" / "make_data.py"), "--zoo"], check=True)

@@ -78,6 +78,14 @@ def test_the_tts_instruction_lowers_to_the_speech_target_features():
     assert packed.arg(packed.arg(packed.only("target"))).get("n_frames_per_step") == 2
 
 
+def test_the_legacy_tts_instruction_lowers_alike():
+    """OFASys' legacy template `<BOS> [PHONE:phone] <EOS> -> ...` is the same task (its markers are
+    the automatic BOS/EOS)."""
+    legacy, modern = lower("<BOS> [PHONE:phones] <EOS> -> [AUDIO:audio,adaptor=audio_tgt_fbank]"), lower(TTS)
+    strip = lambda t: [(op.kind, op.name, op.args, op.attrs) for op in t.programs[0].ops]  # noqa: E731
+    assert strip(legacy) == strip(modern)
+
+
 def test_log_mel_puts_a_tone_in_its_mel_bin():
     low, high = (log_mel(tone(f), RATE, vars(FEATURES)).numpy().mean(0).argmax() for f in (300, 3000))
     assert log_mel(tone(300), RATE, vars(FEATURES)).shape == (int(0.5 * RATE) // 256 + 1, 80)
