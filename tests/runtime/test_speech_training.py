@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_export import BLOCK_TORCH
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -88,13 +89,7 @@ def test_the_model_speaks_unseen_phrases_better_than_untrained(trained):
     assert 0.5 < np.mean([s["length_ratio"] for s in scores]) < 1.6
 
 
-SPEAK_WITHOUT_TORCH = """
-import sys
-class Blocked:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "torchaudio"):
-            raise ImportError(name + " is blocked in this process")
-sys.meta_path.insert(0, Blocked())
+SPEAK_WITHOUT_TORCH = BLOCK_TORCH + """
 import json
 import numpy as np
 import ofac
