@@ -13,9 +13,9 @@ re-synthesis.
 One deviation from fairseq, measured: its mel filters span 20 Hz to half the sample rate, and
 the speech targets (OFASys' TTS features) stop at 8 kHz, so no vocoder of those frames can
 restore 8-11 kHz, where the log of near-silence is large.  Over the full band the Griffin-Lim
-floor on the zoo's speech is 6.08 and another phrase scores 6.13: the metric cannot tell them
-apart.  The filters here stop at `BAND` (8 kHz: floor 0.89, another phrase 6.39); `band=None`
-gives fairseq's full band."""
+floor on the zoo's 60 held-out phrases is 5.99 and another phrase scores 7.50 (benchmarks/
+RESULTS.md, speech_zoo).  The filters here stop at `BAND` (8 kHz: floor 0.88, another phrase
+7.72); `band=None` gives fairseq's full band."""
 from __future__ import annotations
 
 import functools
@@ -92,11 +92,9 @@ def speech_pairs(preds: list, refs: list) -> list[tuple[np.ndarray, np.ndarray, 
             raise ValueError("an example has no generated or reference speech")
         wav, rate = r
         if rate != p.sample_rate:
-            import torch
-            import torchaudio
+            from ..preprocess.audio import resample
 
-            wav = torchaudio.functional.resample(torch.from_numpy(np.asarray(wav, np.float32)), rate,
-                                                 p.sample_rate).numpy()
+            wav = resample(wav, rate, p.sample_rate)
         pairs.append((p.waveform, wav, p.sample_rate))
     return pairs
 

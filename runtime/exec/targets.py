@@ -46,7 +46,7 @@ def codes(row, preprocessed) -> TokenTarget:
     return TokenTarget([BOS] + ids[:-1], [i - first for i in ids], [True] * len(ids), 0)
 
 
-@TARGETS.register("frames", resource="audio")
+@TARGETS.register("frames")
 def frames(row, preprocessed) -> FrameTarget:
     """A speech target's log-mel frames, normalized by the run's statistics and packed
     `n_frames_per_step` frames to a step (a last partial step is dropped, as OFASys); the

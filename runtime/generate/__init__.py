@@ -1,7 +1,7 @@
 """Generation: the implementations of `generate.<name>` ops.  The token search (`search.py`:
 beam search, greedy, sampling, over any array backend; `eager.py` runs it on torch tensors) is
 what `generate.beam` and `generate.sample` configure; `speech.py` is `generate.speech`, the
-frames head's loop (torch).  No torch here."""
+frames head's loop on numpy (`eager.TorchSpeaker` runs it on the eager model).  No torch here."""
 from __future__ import annotations
 
 from ofac.ir import Op
@@ -14,7 +14,7 @@ _SEARCH = ("beam", "max_len", "min_len", "len_penalty", "no_repeat_ngram_size", 
            "constraint", "answers")
 GENERATORS.add("beam", GenerateConfig, attrs=_SEARCH, sampling=False)
 GENERATORS.add("sample", GenerateConfig, attrs=_SEARCH, sampling=True)
-GENERATORS.add("speech", "speech", attrs=("max_len", "eos_threshold", "constraint"))  # generate/speech.py (torch)
+GENERATORS.add("speech", "speech", attrs=("max_len", "eos_threshold", "constraint"))  # generate/speech.py
 GENERATORS.add("diffusion", None, unsupported="diffusion generation (motion) is not built yet")
 
 

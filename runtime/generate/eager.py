@@ -98,15 +98,11 @@ def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[
     from .speech import SpeechConfig, speak
 
     was_training = model.training
-    if isinstance(cfg, SpeechConfig):
-        model.eval()
-        try:
-            return speak(TorchSpeaker(model, batch.decoder.inputs.device), batch, cfg)
-        finally:
-            model.train(was_training)
     model.eval()
     device = batch.decoder.inputs.device
     try:
+        if isinstance(cfg, SpeechConfig):
+            return speak(TorchSpeaker(model, device), batch, cfg)
         return search(model, batch, cfg, TorchArrays(device, cfg.seed if cfg.sampling else None))
     finally:
         model.train(was_training)

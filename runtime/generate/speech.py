@@ -39,9 +39,6 @@ class SpeechConfig:
                        and v is not None})
         return cls(**values)
 
-    def with_(self, **changes) -> "SpeechConfig":
-        return self
-
 
 @dataclass
 class Frames:

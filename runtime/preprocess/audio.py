@@ -74,9 +74,7 @@ def _mel_scale(sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min
 def log_mel(wav: np.ndarray, rate: int, attrs: dict) -> torch.Tensor:
     """A speech target's features: log(max(mel magnitude, 1e-5)) [T, n_mels] at the target's
     rate (no normalization here: the run's global statistics apply in the target, `exec.targets`)."""
-    x = torch.from_numpy(wav)
-    if rate != attrs["sample_rate"]:
-        x = _resampler(rate, attrs["sample_rate"])(x[None])[0]
+    x = torch.from_numpy(wav if rate == attrs["sample_rate"] else resample(wav, rate, attrs["sample_rate"]))
     mel = _mel_scale(attrs["sample_rate"], attrs["n_fft"], attrs["hop_length"], attrs["n_mels"], attrs["f_min"],
                      attrs["f_max"])(x)
     return torch.log(torch.clamp(mel, min=1e-5)).T.contiguous()
