@@ -136,8 +136,6 @@ def _slot(slot: ast.Slot, side: str, position: int, diags: Diagnostics, repeated
         return None
     if not _attr_preprocess_ok(slot, modality, preprocess, diags):
         return None
-    if modality.runtime_note:
-        diags.warning("W0106", modality.runtime_note, slot.modality_span, label="not executable yet")
     return TypedSlot(modality.name, side, slot.column or str(position), preprocess, adaptor, attrs,
                      repeated, span=slot.span, column_span=slot.column_span)
 

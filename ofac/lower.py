@@ -16,7 +16,8 @@ from .typed import CheckedTask, Segment, TypedRepeat, TypedSlot, TypedTemplate, 
 _GROUP_ATTRS = {"no_loss", "closed_set", "disable_auto_boseos"}
 _SPEECH_FEATURES = ("sample_rate", "n_mels", "n_fft", "hop_length", "f_min", "f_max", "n_frames_per_step")
 _BOX_ONLY = (("min_len", 4), ("max_len", 4))
-_METRIC_BY_OUTPUT = {"text": "exact_match", "box": "iou_acc", "box_text": "map", "image": "psnr", "waveform": "mcd"}
+_METRIC_BY_OUTPUT = {"text": "exact_match", "box": "iou_acc", "box_text": "map", "image": "psnr", "waveform": "mcd",
+                     "motion": "mpjpe"}
 
 
 def lower_task(task: CheckedTask, model: tuple = (), image_tokenizer: tuple = ()) -> TaskIR:
@@ -87,6 +88,8 @@ class _Lowering:
             if self.model.get(setting) is not None:
                 params[param] = self.model[setting]
         params.update((k, v) for k, v in s.attrs if k not in _GROUP_ATTRS)
+        if s.modality == "MOTION" and self.task.setting("bvh_header"):
+            params["bvh_header"] = self.task.setting("bvh_header")
         args = [self.read(s)]
         if s.modality == "BOX":  # a box is in pixels of the instruction's image: it follows the image's geometry
             args.append(self.preprocess(next(x for x in self.template.slots() if x.modality == "IMAGE")))
@@ -152,6 +155,9 @@ class _Lowering:
             loss_attrs = [("eps", self.task.setting("label_smoothing", 0.1))] + loss_attrs + [("constrained", closed)]
         elif target.loss == "tacotron2":  # one positive stop frame per utterance: weigh it up (ESPnet: 5)
             loss_attrs += [("bce_pos_weight", 5.0), ("guided_attention", 1.0)]  # and align near the diagonal
+        elif target.loss == "diffusion":
+            loss_attrs += [("weighting", self.task.setting("diffusion_weighting", "snr")),
+                           ("drop_prompt", self.task.setting("drop_prompt", 0.1))]
         self.emit("loss", target.loss, [tgt], loss_attrs, span)
         gen = dict(target.generate_defaults)
         if output == "box":

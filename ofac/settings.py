@@ -33,7 +33,7 @@ class BlockSchema:
 
 
 METRICS = ("auto", "accuracy", "exact_match", "bleu", "cider", "rouge", "iou_acc", "map", "map50", "wer",
-           "sql_execution", "psnr", "ssim", "mcd", "none")
+           "sql_execution", "psnr", "ssim", "mcd", "mpjpe", "none")
 
 GENERATE = BlockSchema("generate", "decoding settings for validation and inference", (
     Setting("beam", "int", "beam size (1 is greedy)", lo=1),
@@ -45,6 +45,11 @@ GENERATE = BlockSchema("generate", "decoding settings for validation and inferen
     Setting("top_k", "int", "sample from the k most likely tokens (0: all)", lo=0),
     Setting("top_p", "float", "sample from the smallest set with this probability mass", lo=0.0, hi=1.0),
     Setting("temperature", "float", "softmax temperature", lo=0.0),
+    Setting("steps", "int", "diffusion sampling steps (MOTION outputs; DDIM)", lo=1, hi=1000),
+    Setting("guidance", "float", "classifier-free guidance weight w: (1 + w) cond - w uncond (MOTION outputs; "
+            "0: none)", lo=0.0),
+    Setting("length", "int", "frames of a motion generated without a reference (default: the training clips' "
+            "median)", lo=1),
 ))
 
 TASK = BlockSchema("task", "one instruction and its data", (
@@ -64,6 +69,12 @@ TASK = BlockSchema("task", "one instruction and its data", (
     Setting("on_error", "choice", "what a bad data row does", default="fail", choices=("fail", "skip")),
     Setting("max_source_length", "int", "truncate the encoder token sequence", default=512, lo=1),
     Setting("max_target_length", "int", "truncate the decoder token sequence", default=128, lo=1),
+    Setting("bvh_header", "str", "a BVH file whose skeleton .npy/.npz MOTION cells use (relative to the data "
+            "file, as media paths are)"),
+    Setting("drop_prompt", "float", "MOTION targets: the chance a training row loses its prompt (classifier-free "
+            "guidance)", default=0.1, lo=0.0, hi=1.0),
+    Setting("diffusion_weighting", "choice", "MOTION targets: the x0 loss weight per noise level (`snr`: "
+            "OFASys' sqrt(SNR + 1); `none`: uniform)", default="snr", choices=("snr", "none")),
 ), labelled=True, repeatable=True, children=("generate",))
 
 # The model sizes `preset =` names; a model block's own d_model, heads, ... override them.

@@ -74,7 +74,7 @@ def test_the_examples_of_a_doc_run_in_order(doc, tmp_path):
 EXAMPLE_FILES = sorted(p.name for p in (ROOT / "examples").glob("*.ofa"))
 # the files whose data a script of examples/ writes: the script and its arguments
 MAKE_DATA = {"demo.ofa": ["make_data.py"], "multitask.ofa": ["make_data.py", "--zoo"], "images.ofa": ["make_images.py"],
-             "speech.ofa": ["make_speech.py"]}
+             "speech.ofa": ["make_speech.py"], "motion.ofa": ["make_motion.py"]}
 
 
 @pytest.mark.slow
@@ -106,4 +106,4 @@ def test_every_example_file_trains_and_answers_a_row(name, tmp_path, monkeypatch
     row = {k: v for k, v in source.row(0).items() if k in first.ir.get("inputs", ())}
     answer = OFASys.from_pretrained(tmp_path / "run").inference(first.name, row, base_dir=source.base_dir)
     assert answer.n_best and (answer.text is not None or answer.boxes is not None or answer.image is not None
-                              or answer.waveform is not None)
+                              or answer.waveform is not None or answer.motion is not None)

@@ -160,6 +160,16 @@ def infer(
     save_audio: Optional[Path] = typer.Option(None, "--save-audio", help="Write the generated speech to this WAV "
                                               "(.flac, .ogg by the name; one row), or into this folder (--input).",
                                               show_default=False),
+    save_bvh: Optional[Path] = typer.Option(None, "--save-bvh", help="Write the generated motion to this BVH file "
+                                            "(one row), or into this folder (--input).", show_default=False),
+    save_gif: Optional[Path] = typer.Option(None, "--save-gif", help="Draw the generated motion as a stick-figure "
+                                            "GIF (one row), or into this folder (--input).", show_default=False),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=1000, help="Diffusion sampling steps (MOTION; "
+                                        "default: the task's).", show_default=False),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance weight "
+                                             "(MOTION; default: the task's).", show_default=False),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sampling (default 0: the same answer "
+                                       "each time).", show_default=False),
 ) -> None:
     """Answer a trained task or a new instruction for one row (--data) or a file of rows (--input)."""
     err = console(stderr=True)
@@ -177,7 +187,7 @@ def infer(
                                checkpoint=checkpoint, device=_value(device), backend=backend.value,
                                progress=bar.report, beam_size=beam, max_len=max_len, min_len=min_len,
                                sampling=sampling or None, top_k=top_k, top_p=top_p, temperature=temperature,
-                               closed_set=closed_set or None)
+                               closed_set=closed_set or None, steps=steps, guidance=guidance, seed=seed)
     except RunError as e:
         print_diagnostics(e.diagnostics, err)
         raise typer.Exit(1) from None
@@ -186,7 +196,7 @@ def infer(
     for o in outputs:
         print(serve.shown(o, format.value))
     for path, save in ((save_box, serve.save_boxes), (save_image, serve.save_images),
-                       (save_audio, serve.save_audio)):
+                       (save_audio, serve.save_audio), (save_bvh, serve.save_bvh), (save_gif, serve.save_gif)):
         if path is not None:
             try:
                 for written in save(outputs, path, one_row=input is None):

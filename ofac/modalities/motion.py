@@ -17,6 +17,4 @@ MODALITY = Modality(
                       Target(head="motion", loss="diffusion", generator="diffusion", postprocess="motion",
                              generate_defaults=(("steps", 50), ("guidance", 1.0))), takes="motion"),),
     default_adaptor={"encoder": "motion_6d", "decoder": "motion_6d"},
-    runtime_note="MOTION is not supported by the ofac runtime yet: this task compiles, but cannot be "
-                 "trained or run",
 )

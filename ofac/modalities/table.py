@@ -91,7 +91,6 @@ class Modality:
     # As a member of a fused token group, what kind of output it makes (text, box) or
     # None when it cannot be a generation target on its own.
     token_output: str | None = None
-    runtime_note: str = ""  # a warning when the runtime cannot execute it yet
     order: int = 0
 
     def attr(self, name: str) -> SlotAttr | None:

@@ -231,8 +231,10 @@ class OrtImageDecoder:
 
 def run_resources(folder: str | Path, media: str = "torch") -> dict:
     """The learned codecs of a run directory's (or export folder's) outputs: "image" (an
-    ImageTokenizer, `tokenizers/image`) and "audio" (a SpeechCodec, `tokenizers/audio`, vocoding
-    in `media`: torch or numpy) when it has them."""
+    ImageTokenizer, `tokenizers/image`), "audio" (a SpeechCodec, `tokenizers/audio`, vocoding
+    in `media`: torch or numpy) and "motion" (a MotionCodec, `tokenizers/motion`) when it has them."""
+    from .motion import FOLDER as MOTION
+    from .motion import MotionCodec
     from .speech import FOLDER as SPEECH
     from .speech import SpeechCodec
 
@@ -241,6 +243,8 @@ def run_resources(folder: str | Path, media: str = "torch") -> dict:
         found["image"] = ImageTokenizer.load(Path(folder) / FOLDER, codes=False)
     if (Path(folder) / SPEECH / "config.json").exists():
         found["audio"] = SpeechCodec.load(Path(folder) / SPEECH, vocoder=media)
+    if (Path(folder) / MOTION / "config.json").exists():
+        found["motion"] = MotionCodec.load(Path(folder) / MOTION)
     return found
 
 

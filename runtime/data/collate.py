@@ -14,7 +14,7 @@ from ..exec.sample import Sample, by_adaptor
 from ..vocab.tokenizer import PAD
 from . import buffers
 from .buffers import Recycler
-from .targets import FrameBatch, TokenBatch, batch_targets
+from .targets import BATCH_TYPES, FrameBatch, MotionBatch, TokenBatch, batch_targets
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Batch:
     lengths: dict[str, torch.Tensor]  # adaptor -> [N] valid lengths (variable-length inputs)
     layout: list[list[tuple[str, int]]]  # per example: (adaptor, row in inputs[adaptor]) in order
     head: str  # the output head the targets are for
-    decoder: TokenBatch | FrameBatch  # the head's targets (tensors)
+    decoder: TokenBatch | FrameBatch | MotionBatch  # the head's targets (tensors)
     meta: list[dict] = field(default_factory=list)
     # adaptor -> (mean [N,3], std [N,3], mask border [N]) for uint8 pixel inputs; applied by
     # `to()` on the target device, after which `norms` is empty and pixels are float
@@ -77,7 +77,7 @@ class _Bytes:
 
 
 def _inline(value):
-    if isinstance(value, (TokenBatch, FrameBatch)):
+    if isinstance(value, BATCH_TYPES):
         return value.map(_inline)
     if isinstance(value, torch.Tensor):
         ref = buffers.slot_reference(value)
@@ -93,7 +93,7 @@ def _inline(value):
 
 
 def _restore(value):
-    if isinstance(value, (TokenBatch, FrameBatch)):
+    if isinstance(value, BATCH_TYPES):
         return value.map(_restore)
     if isinstance(value, (_Bytes, buffers.SlotRef)):
         return value.tensor()

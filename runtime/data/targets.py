@@ -70,8 +70,50 @@ def frame_batch(targets: list) -> FrameBatch:
     return FrameBatch(inputs, target, mask, lengths)
 
 
+@dataclass
+class MotionBatch:
+    """The motion head's targets of a batch: B rows of T frames (padded), F features a frame,
+    noised for the diffusion loss (each row at its own level, from its target's seed)."""
+
+    inputs: object  # [B, T, F] float32: x_t, with known frames clean
+    target: object  # [B, T, F] float32: x0
+    level: object  # [B] int64: the noise level of each row
+    loss_mask: object  # [B, T] bool
+    known: object  # [B, T] bool: frames given (in-betweening)
+    drop: object  # [B] bool: rows trained without their prompt (classifier-free guidance)
+    lengths: object  # [B] int64
+
+    def map(self, fn) -> "MotionBatch":
+        return MotionBatch(*(fn(getattr(self, f.name)) for f in fields(self)))
+
+    @property
+    def target_tokens(self) -> int:  # the units of the loss: frames
+        return int(self.loss_mask.sum())
+
+
+def motion_batch(targets: list) -> MotionBatch:
+    from ..generate.diffusion import LEVELS, noised
+
+    B, T, F = len(targets), max(len(t.target) for t in targets), targets[0].target.shape[1]
+    inputs, target = np.zeros((B, T, F), np.float32), np.zeros((B, T, F), np.float32)
+    level, known = np.zeros(B, np.int64), np.zeros((B, T), bool)
+    drop = np.zeros(B, bool)
+    lengths = np.array([t.length for t in targets], dtype=np.int64)
+    for i, t in enumerate(targets):
+        rng = np.random.default_rng(t.seed)
+        n = len(t.target)
+        level[i] = rng.integers(LEVELS)
+        x_t = noised(t.target, int(level[i]), rng.standard_normal(t.target.shape).astype(np.float32))
+        x_t[t.known] = t.target[t.known]
+        inputs[i, :n], target[i, :n], known[i, :n] = x_t, t.target, t.known
+        drop[i] = rng.random() < t.drop_prompt
+    mask = np.arange(T)[None] < lengths[:, None]
+    return MotionBatch(inputs, target, level, mask, known, drop, lengths)
+
+
 BATCHERS = {"tokens": token_batch, "codes": token_batch,  # codes: targets are indices in the code range
-            "frames": frame_batch}
+            "frames": frame_batch, "motion": motion_batch}
+BATCH_TYPES = (TokenBatch, FrameBatch, MotionBatch)
 
 
 def batch_targets(samples: list) -> tuple[str, object]:

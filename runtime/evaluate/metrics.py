@@ -143,11 +143,34 @@ def ssim(preds: list, refs: list) -> float:
     return float(structural_similarity_index_measure(p.float(), r.float(), data_range=1.0))
 
 
+def mpjpe(preds: list, refs: list) -> float:
+    """Mean per-joint position error (in the skeleton's units, e.g. cm) of generated motions
+    against their reference clips, over the frames that were not given (in-betweening: the
+    missing frames; otherwise all), joints and End Sites alike, each clip cut to the shorter of
+    the two.  A motion's positions come from its forward kinematics."""
+    import numpy as np
+
+    total, count = 0.0, 0
+    for pred, ref in zip(preds, refs):
+        if pred is None or ref is None:
+            continue
+        features, known = ref
+        truth = type(pred)(pred.skeleton, features).positions()
+        got = pred.positions()
+        n = min(len(got), len(truth))
+        free = np.ones(n, bool) if known is None else ~np.asarray(known[:n], bool)
+        if free.any():
+            total += float(np.linalg.norm(got[:n][free] - truth[:n][free], axis=-1).mean()) * int(free.sum())
+            count += int(free.sum())
+    return total / count if count else float("nan")
+
+
 METRICS = {"accuracy": accuracy, "exact_match": accuracy, "bleu": bleu, "wer": wer, "cider": cider,
            "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap,
            "map50": lambda preds, refs: mean_ap(preds, refs, "map_50"), "sql_execution": sql_execution,
-           "psnr": psnr, "ssim": ssim, "mcd": lambda preds, refs: _speech().mcd(preds, refs)}
-LOWER_IS_BETTER = {"wer", "mcd"}
+           "psnr": psnr, "ssim": ssim, "mcd": lambda preds, refs: _speech().mcd(preds, refs), "mpjpe": mpjpe}
+LOWER_IS_BETTER = {"wer", "mcd", "mpjpe"}
+
 
 
 def _speech():

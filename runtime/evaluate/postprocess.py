@@ -1,6 +1,7 @@
 """The implementations of `postprocess.<name>` ops: generated tokens back into answers (text, a
 box in the pixels of the original image, a list of (box, label) objects, an image decoded
-by the run's image tokenizer, or speech vocoded from generated frames).  Validation and
+by the run's image tokenizer, speech vocoded from generated frames, or a motion in the run's
+skeleton).  Validation and
 inference share these, so both answer the same way.  No torch."""
 from __future__ import annotations
 
@@ -99,4 +100,8 @@ def waveform(frames, vocab, attrs: dict, meta: dict, resource=None) -> Speech:
     return Speech(resource.vocode(logmel), f.sample_rate, logmel, not frames.stopped)
 
 
-POSTPROCESS.add("motion", None, unsupported="motion outputs are not built yet")
+@POSTPROCESS.register("motion", resource="motion")
+def motion(generated, vocab, attrs: dict, meta: dict, resource=None):
+    """Generated normalized features (generate.diffusion's MotionFeatures) -> a `codec.motion.Motion`
+    in the run's skeleton (its BVH frames, joint positions, and save_bvh / save_gif / save_features)."""
+    return resource.motion(generated.features)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 
 from ofac import ir
 
@@ -46,6 +47,8 @@ class References:
             return meta.get("pixels", {}).get(self.targets[-1])
         if self.output == "waveform":  # the target speech (waveform, rate), as the preprocessor read it
             return meta.get("waveforms", {}).get(self.targets[-1])
+        if self.output == "motion":  # the target clip's (features, known frames), as the preprocessor read it
+            return meta.get("motions", {}).get(self.targets[-1])
         if self.output == "box":
             return parse_box(targets.get(self.box_columns[0]))
         if self.output == "box_text":
@@ -96,6 +99,10 @@ class Scorer:
         # a constrained loss is validated constrained too (its teacher-forced numbers)
         self.teacher_trie = self.trie if attributes(program.only("loss")).get("constrained") else None
         self.generation = generation(program.only("generate"), self.trie, **generate)
+        if impl.name == "motion":  # sample at the run's clip length, with its rotations kept proper
+            codec = resources["motion"]
+            self.generation = replace(self.generation, rectify=codec.rectify, length=self.generation.length or
+                                      codec.length)
         if "vocabulary" in impl.extra:  # e.g. a box is four bin tokens: nothing else may be generated
             self.generation = self.generation.with_(vocabulary=impl.extra["vocabulary"](vocab))
         if self.name == "sql_execution" and not self.reference.databases:

@@ -95,6 +95,7 @@ class _Row:
         self.images: dict[str, object] = {}  # image column -> its Geometry (for postprocessing boxes)
         self.pixels: dict[str, object] = {}  # target image column -> its pixels (for image metrics)
         self.waveforms: dict[str, object] = {}  # target audio column -> (waveform, rate) (speech metrics)
+        self.motions: dict[str, object] = {}  # motion column -> (features, known) unnormalized (motion metrics)
 
     def fail(self, op: Op, message: str, column: str | None = None, help: str = "") -> DataError:
         return DataError("E0104", message, file=self.where[0], row=self.where[1], column=column,
@@ -109,6 +110,8 @@ class _Row:
             meta["pixels"] = self.pixels
         if self.waveforms:
             meta["waveforms"] = self.waveforms
+        if self.motions:
+            meta["motions"] = self.motions
         if self.runner.databases:
             meta["databases"] = {c: self.row.get(c) for c in self.runner.databases}
         target = self.program.only("target")
@@ -152,6 +155,8 @@ class _Row:
             self.pixels[src.get("column")] = found["pixels"]
         if "waveform" in found and self.ctx.split != "train":  # what a speech metric hears (not shipped in training)
             self.waveforms[src.get("column")] = found["waveform"]
+        if "reference" in found:  # a clip's features as read, for motion metrics (not in training)
+            self.motions[src.get("column")] = found["reference"]
         return out
 
     def repeat(self, op: Op) -> list[Tokens]:

@@ -37,6 +37,20 @@ class FrameTarget:
 
 
 @dataclass
+class MotionTarget:
+    """What the motion head (`target.motion`) is trained on for one example: normalized motion
+    features [T, F], which frames are given (in-betweening), and the seed the batch draws this
+    example's noise level, noise and prompt drop from (a pure function of the row's RNG, so a
+    resumed run noises alike)."""
+
+    target: object  # [T, F] float32
+    known: object  # [T] bool
+    length: int  # T frames carry loss (0: nothing to train on, at `test`)
+    seed: int
+    drop_prompt: float  # the chance this example is trained without its prompt (classifier-free guidance)
+
+
+@dataclass
 class Sample:
     task: str
     encoder: list[EncoderInput]  # in encoder order

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import Registry
+from ..registry import Registry, attributes
 from ..vocab.tokenizer import BOS, EOS
-from .sample import FrameTarget, TokenTarget
+from .sample import FrameTarget, MotionTarget, TokenTarget
 
 TARGETS = Registry("target")
 
@@ -70,4 +70,17 @@ def frames(row, preprocessed) -> FrameTarget:
     return FrameTarget(inputs, target, steps)
 
 
-TARGETS.add("motion", None, unsupported="motion outputs (diffusion) are not built yet")
+@TARGETS.register("motion", resource="motion")
+def motion(row, preprocessed) -> MotionTarget:
+    """A motion target's normalized features and known frames (`preprocess.motion_6d`), with the
+    seed of its noise; at `test` (no clip) an empty target: generation chooses the length."""
+    features = row.values[preprocessed.id]
+    seed = int(row.ctx.rng.integers(2**31))
+    drop = float(attributes(row.program.only("loss")).get("drop_prompt", 0.0)) if row.ctx.training else 0.0
+    if not hasattr(features, "tensor"):
+        width = row.ctx.resources["motion"].dim if (row.ctx.resources or {}).get("motion") else 1
+        return MotionTarget(np.zeros((1, width), np.float32), np.zeros(1, bool), 0, seed, 0.0)
+    x = np.asarray(features.tensor, dtype=np.float32)
+    known = features.meta.get("known")
+    known = np.zeros(len(x), bool) if known is None else np.asarray(known, bool)
+    return MotionTarget(x, known, len(x), seed, drop)

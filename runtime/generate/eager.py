@@ -95,6 +95,7 @@ class TorchArrays:
 def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[Hypothesis]]:
     """Per example, its hypotheses best first (`cfg.beam` of them when that many end); for a
     speech generation (`SpeechConfig`), its one utterance."""
+    from . import diffusion
     from .speech import SpeechConfig, speak
 
     was_training = model.training
@@ -103,6 +104,8 @@ def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[
     try:
         if isinstance(cfg, SpeechConfig):
             return speak(TorchSpeaker(model, device), batch, cfg)
+        if isinstance(cfg, diffusion.DiffusionConfig):
+            return diffusion.generate(TorchDenoiser(model, device), batch, cfg)
         return search(model, batch, cfg, TorchArrays(device, cfg.seed if cfg.sampling else None))
     finally:
         model.train(was_training)
@@ -137,3 +140,21 @@ class TorchSpeaker:
 
     def finish(self, pre):
         return self.model.heads["frames"].finish(torch.from_numpy(pre).to(self.device)).float().cpu().numpy()
+
+
+class TorchDenoiser:
+    """The eager model behind the numpy interface of the diffusion sampler (`diffusion.generate`):
+    the encoder output stays on the device; frames cross as numpy arrays."""
+
+    def __init__(self, model, device):
+        self.model, self.device = model, device
+        self.width = model.heads["motion"].width
+
+    def encode(self, batch):
+        return self.model.encode(batch)
+
+    def denoise(self, state, x, levels, conditioned, lengths, known):
+        memory, mask = state if conditioned else self.model.unprompted(*state)
+        tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
+        out = self.model.denoise(memory, mask, tensor(x), tensor(levels), tensor(known), tensor(lengths))
+        return out.float().cpu().numpy()

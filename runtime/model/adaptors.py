@@ -152,6 +152,25 @@ class VideoAdaptor(nn.Module):
         return x, torch.full((N,), x.shape[1], device=x.device)
 
 
+@ADAPTORS.register("motion_6d")
+class MotionAdaptor(nn.Module):
+    """Motion features [N, T, F] (normalized `motion_6d` frames) -> an MLP to d_model (OFASys'
+    motion_6d adaptor: Linear, GELU, Linear) plus learned positions, one step a frame."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if not cfg.motion_dim:
+            raise ValueError("a motion adaptor needs the width of its frames (ModelConfig.motion_dim)")
+        d = cfg.d_model
+        self.mlp = nn.Sequential(nn.Linear(cfg.motion_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.pos = nn.Embedding(cfg.max_positions, d)
+
+    def forward(self, frames, lengths):
+        if frames.shape[1] > self.pos.num_embeddings:
+            raise ValueError(f"{frames.shape[1]} motion frames exceed max_positions={self.pos.num_embeddings}")
+        return self.mlp(frames) + self.pos(torch.arange(frames.shape[1], device=frames.device)), lengths
+
+
 # OFASys' names for image encoders, served here by the patch embedding
 ADAPTORS.add("image_vit", PatchAdaptor)
 ADAPTORS.add("image_patch_embed", PatchAdaptor)

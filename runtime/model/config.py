@@ -32,18 +32,19 @@ class ModelConfig:
     code_ids: tuple[int, int] = (0, 0)  # (first id, count) of the image-code tokens (the code head's range)
     code_grid: int = 0  # codes per side of a generated image (the code head's 2-D positions)
     frame_dim: int = 0  # values per step of a speech output (n_mels * n_frames_per_step: the frames head)
+    motion_dim: int = 0  # features per frame of the run's motion (6 + 6 x joints: the motion adaptor and head)
 
     @classmethod
     def from_settings(cls, model: dict, vocab_size: int, adaptors, bin_ids: tuple[int, int] = (0, 0),
                       outputs=("tokens",), code_ids: tuple[int, int] = (0, 0), code_grid: int = 0,
-                      frame_dim: int = 0) -> "ModelConfig":
+                      frame_dim: int = 0, motion_dim: int = 0) -> "ModelConfig":
         """From a `.ofa` model block: the preset, then any field it overrides."""
         if model.get("positions", "learned") != "learned":
             raise NotSupportedYet(f"`positions = {model['positions']}`",
                                   help="the model's positions are learned embeddings; leave `positions` out")
         return cls(vocab_size=vocab_size, adaptors=tuple(sorted(set(adaptors))), bin_ids=tuple(bin_ids),
                    outputs=tuple(sorted(set(outputs))), code_ids=tuple(code_ids), code_grid=code_grid,
-                   frame_dim=frame_dim, **model_sizes(model))
+                   frame_dim=frame_dim, motion_dim=motion_dim, **model_sizes(model))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -94,7 +94,8 @@ class EncoderDecoder(nn.Module):
 
     def decode(self, head: str, inputs, memory, memory_mask):
         """Teacher forcing: the head's inputs over L positions -> its outputs (the token head:
-        tokens [B, L] -> logits [B, L, V]; causal: position t sees positions <= t)."""
+        tokens [B, L] -> logits [B, L, V]; causal: position t sees positions <= t, unless the
+        head reads all positions at once, as the motion head's denoiser does)."""
         out = self.heads[head]
         # a head trained on its alignment (the frames head's guided attention) reads the last
         # layers' cross-attention weights, in training
@@ -102,9 +103,14 @@ class EncoderDecoder(nn.Module):
         for layer in watched:
             layer.cross.record = True
         try:
-            x = self.drop(self.ln_emb(out.inputs(inputs)))
+            fed = out.inputs(inputs)
+            self_mask = None
+            if isinstance(fed, tuple):  # (inputs, self-attention mask over padded positions)
+                fed, self_mask = fed
+            causal = getattr(out, "causal", True)
+            x = self.drop(self.ln_emb(fed))
             for layer in self.decoder:
-                x = layer(x, memory=memory, memory_mask=memory_mask, causal=True)
+                x = layer(x, mask=self_mask, memory=memory, memory_mask=memory_mask, causal=causal)
             if not watched:
                 return out.outputs(self.ln_dec(x))
             weights = torch.stack([layer.cross.weights for layer in watched]).mean(0)  # [B, L, S]
@@ -113,9 +119,34 @@ class EncoderDecoder(nn.Module):
             for layer in watched:
                 layer.cross.record, layer.cross.weights = False, None
 
+    def unprompted(self, memory, mask, rows=None):
+        """The encoder output with the prompt taken away (all rows, or those `rows` [B] bool):
+        one position holding `empty`, what an example without encoder input reads.  Classifier-
+        free guidance trains on it (the motion head's dropped prompts) and samples against it."""
+        if rows is None:
+            return self.empty.expand(memory.shape[0], 1, -1), torch.ones_like(mask[..., :1])
+        memory, mask = memory.clone(), mask.clone()
+        memory[rows] = 0
+        memory[rows, 0] = self.empty[0].to(memory.dtype)
+        mask[rows] = False
+        mask[rows, ..., 0] = True
+        return memory, mask
+
+    def denoise(self, memory, mask, x, level, known, lengths, head: str = "motion"):
+        """One denoising call of a diffusion head: noisy frames x [B, T, F] at levels [B] (known
+        [B, T] frames given clean, lengths [B]) -> the predicted clean frames."""
+        from types import SimpleNamespace
+
+        return self.decode(head, SimpleNamespace(inputs=x, level=level, known=known, lengths=lengths), memory, mask)
+
     def forward(self, batch):
         memory, mask = self.encode(batch)
-        return self.decode(batch.head, batch.decoder.inputs, memory, mask)
+        head = self.heads[batch.head]
+        drop = getattr(batch.decoder, "drop", None)
+        if drop is not None and bool(drop.any()):
+            memory, mask = self.unprompted(memory, mask, drop)
+        inputs = batch.decoder if getattr(head, "reads_batch", False) else batch.decoder.inputs
+        return self.decode(batch.head, inputs, memory, mask)
 
     # ------------------------------------------------------------------ generation
 

@@ -12,10 +12,7 @@ same postprocessing, so they answer alike.  Nothing here imports torch."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from ofac.compiler import compile_instruction
 from ofac.diagnostics import Diagnostic, Severity
@@ -25,11 +22,10 @@ from ..codec.tokenizer import run_resources
 from ..data.rows import TaskData, samples_of
 from ..data.sources import open_source
 from ..errors import DataError, RunError
-from ..evaluate.postprocess import Speech
 from ..evaluate.scorer import Scorer
 from ..exec.run import TaskRunner
-from ..preprocess.media import load_image
 from ..store.rundir import RunDir
+from .output import Output, _output  # noqa: F401  (Output: also this module's name for it)
 
 
 class InferenceError(RunError):
@@ -43,154 +39,6 @@ class InferenceError(RunError):
     @property
     def diagnostics(self) -> list[Diagnostic]:
         return self._all
-
-
-@dataclass
-class Output:
-    """One answer.  `text`: the decoded text (for boxes, their labels joined by ", ");
-    `boxes`: [x0, y0, x1, y1] in pixels of the original image; `labels`: one per box when the
-    target pairs boxes with text; `image`: a generated image (PIL); `waveform`: generated
-    speech (float32 numpy at `sample_rate`), `fbank` its log-mel frames, `hit_max_len` True when
-    its stop token never fired; `score`: the length-normalized log-probability (or the
-    reranker's score when one reranked the candidates); `n_best`: every hypothesis, best first
-    (this one included); `scores`: their scores; `images`: their images."""
-
-    text: str | None = None
-    boxes: list[list[float]] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    score: float = float("-inf")
-    n_best: list["Output"] = field(default_factory=list, repr=False)
-    pixels: object = field(default=None, repr=False)  # a generated image, uint8 [S, S, 3]
-    speech: object = field(default=None, repr=False)  # generated speech (postprocess.Speech)
-    source: object = field(default=None, repr=False)  # the input image, for save_box
-    base_dir: Path | None = field(default=None, repr=False)
-
-    @property
-    def scores(self) -> list[float]:
-        return [o.score for o in self.n_best]
-
-    @property
-    def image(self):
-        """The generated image as a PIL image (None for other outputs)."""
-        if self.pixels is None:
-            return None
-        from PIL import Image
-
-        return Image.fromarray(self.pixels)
-
-    @property
-    def waveform(self):
-        return None if self.speech is None else self.speech.waveform
-
-    @property
-    def sample_rate(self) -> int | None:
-        return None if self.speech is None else self.speech.sample_rate
-
-    @property
-    def fbank(self):
-        return None if self.speech is None else self.speech.frames
-
-    @property
-    def hit_max_len(self) -> bool:
-        return self.speech is not None and self.speech.hit_max_len
-
-    def save_audio(self, path: str | Path, sample_rate: int | None = None) -> Path:
-        """Write the generated speech (WAV unless the name says .flac or .ogg; `.wav` is added to
-        a name without a suffix).  `sample_rate` resamples first (default: the model's)."""
-        if self.speech is None:
-            raise ValueError("this output has no generated speech (the instruction does not generate audio)")
-        import soundfile as sf
-
-        path = Path(path)
-        path = path if path.suffix else path.with_suffix(".wav")
-        wav, rate = self.speech.waveform, self.speech.sample_rate
-        if sample_rate and sample_rate != rate:
-            from ..preprocess.audio import resample
-
-            wav, rate = resample(wav, rate, sample_rate), sample_rate
-        sf.write(str(path), wav, rate)
-        return path
-
-    def save_fbank(self, path: str | Path) -> Path:
-        """Write the generated log-mel frames [T, n_mels] as a .npy file."""
-        if self.speech is None:
-            raise ValueError("this output has no generated speech (the instruction does not generate audio)")
-        path = Path(path)
-        path = path if path.suffix else path.with_suffix(".npy")
-        np.save(path, self.speech.frames)
-        return path
-
-    @property
-    def images(self) -> list:
-        """The n-best generated images (PIL), best first."""
-        return [o.image for o in self.n_best if o.pixels is not None]
-
-    def to_dict(self, n_best: bool = True) -> dict:
-        out = {"text": self.text, "score": self.score}
-        if self.boxes:
-            out["boxes"] = self.boxes
-        if self.labels:
-            out["labels"] = self.labels
-        if self.pixels is not None:  # a PNG data URL: small, and any browser or PIL reads it
-            import base64
-            import io
-
-            buf = io.BytesIO()
-            self.image.save(buf, format="PNG")
-            out["image"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-        if self.speech is not None:  # a WAV data URL, as the image's PNG
-            import base64
-            import io
-
-            import soundfile as sf
-
-            buf = io.BytesIO()
-            sf.write(buf, self.speech.waveform, self.speech.sample_rate, format="WAV")
-            out["audio"] = "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
-            out["seconds"] = round(len(self.speech.waveform) / self.speech.sample_rate, 3)
-            out["hit_max_len"] = self.speech.hit_max_len
-        if n_best and len(self.n_best) > 1:
-            out["n_best"] = [o.to_dict(n_best=False) for o in self.n_best]
-        return out
-
-    def save_image(self, path: str | Path) -> Path:
-        """Write the generated image (PNG unless the name says otherwise; `.png` is added to a
-        name without a suffix, as OFASys does)."""
-        if self.pixels is None:
-            raise ValueError("this output has no generated image (the instruction does not generate one)")
-        path = Path(path)
-        path = path if path.suffix else path.with_suffix(".png")
-        self.image.save(path)
-        return path
-
-    def save_box(self, path: str | Path, color: str = "red", width: int = 3) -> Path:
-        """Draw the predicted boxes (and labels) on the input image; write it to `path`."""
-        from PIL import ImageDraw
-
-        if self.source is None:
-            raise ValueError("this output has no input image to draw on (the instruction reads no IMAGE)")
-        image = load_image(self.source, self.base_dir).convert("RGB")
-        draw = ImageDraw.Draw(image)
-        for k, box in enumerate(self.boxes):
-            draw.rectangle(box, outline=color, width=width)
-            if k < len(self.labels) and self.labels[k]:
-                draw.text((box[0] + width + 1, box[1] + width), self.labels[k], fill=color)
-        path = Path(path)
-        image.save(path)
-        return path
-
-
-def _output(value, score: float) -> Output:
-    if isinstance(value, np.ndarray):  # a generated image
-        return Output(None, [], [], score, pixels=value)
-    if isinstance(value, Speech):
-        return Output(None, [], [], score, speech=value)
-    if isinstance(value, list) and value and isinstance(value[0], tuple):  # (box, label) objects
-        labels = [label for _, label in value]
-        return Output(", ".join(lb for lb in labels if lb), [list(b) for b, _ in value], labels, score)
-    if isinstance(value, list) or value is None:  # one box (None: not four bin tokens)
-        return Output(None, [list(value)] if value else [], [], score)
-    return Output(value, [], [], score)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -316,12 +164,15 @@ class OFASys:
                   no_repeat_ngram_size: int | None = None, sampling: bool | None = None, top_k: int | None = None,
                   top_p: float | None = None, temperature: float | None = None, closed_set: list[str] | None = None,
                   batch_size: int = 16, seed: int | None = None, base_dir: str | Path | None = None,
-                  progress=None, rerank=None):
+                  progress=None, rerank=None, steps: int | None = None, guidance: float | None = None,
+                  length: int | None = None):
         """Answer `instruction` (a task name or an instruction) for one row (a dict: returns one
         Output) or many (a list: returns a list).  Media paths resolve against `base_dir`
         (default: the current directory).  `progress(n)` is called with rows done.
         `rerank(outputs, row) -> scores`: reorders each row's n-best by a scorer of your own
-        (OFASys reranks generated images with CLIP); the scores replace the model's."""
+        (OFASys reranks generated images with CLIP); the scores replace the model's.  A MOTION
+        target samples with `steps` DDIM steps and guidance weight `guidance` (OFASys'
+        guidance_weight), `length` frames when the row gives no reference clip."""
         single = isinstance(data, dict)
         rows = [data] if single else list(data)
         task = self.task(instruction)
@@ -330,7 +181,7 @@ class OFASys:
         answers = closed_set if closed_set is not None else self.answers.get(task.task)
         settings = dict(beam=beam_size, max_len=max_len, min_len=min_len, len_penalty=len_penalty,
                         no_repeat_ngram_size=no_repeat_ngram_size, sampling=sampling, top_k=top_k, top_p=top_p,
-                        temperature=temperature, seed=seed)
+                        temperature=temperature, seed=seed, steps=steps, guidance=guidance, length=length)
         scorer = self._scorer(task, answers, settings)
         if id(task) not in self._runners:
             self._runners[id(task)] = TaskRunner(task, self.vocab, "test", media=self.backend.media,

@@ -36,6 +36,7 @@ from torch import nn
 from ofac import __version__
 from ofac.modalities import ADAPTORS
 
+from ..errors import NotSupportedYet
 from ..store.files import write_json
 from .answer import OFASys
 from .onnx import FORMAT, ExportError, decoder_graphs, encoder_graph, encoder_inputs, takes_lengths
@@ -253,6 +254,11 @@ def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str =
         raise ExportError("the output folder is not empty", help="give a new --out; nothing was overwritten",
                           path=out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    for name in chosen:
+        if any(op.name == "motion_6d" for p in system.programs[name].programs for op in p.of_kind("preprocess")):
+            raise NotSupportedYet(f"exporting the MOTION task `{name}` (its denoiser and sampler as ONNX graphs)",
+                                  help="answer it from the run directory with the torch backend, or export the "
+                                       "other tasks (--task)")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

@@ -31,6 +31,10 @@ def shown(output: Output, format: str = "text") -> str:
     if output.speech is not None:
         stop = ", ran to max_len without stopping" if output.hit_max_len else ""
         return f"speech {len(output.waveform) / output.sample_rate:.2f} s at {output.sample_rate} Hz{stop}"
+    if output.motion is not None:
+        m = output.motion
+        return (f"motion {len(m)} frames ({len(m) * m.skeleton.frame_time:.2f} s) of a {m.skeleton.joints}-joint "
+                "skeleton")
     if output.boxes:
         labels = output.labels or [""] * len(output.boxes)
         return "; ".join(f"{lab + ' ' if lab else ''}[{', '.join(f'{c:.1f}' for c in b)}]"
@@ -52,6 +56,16 @@ def save_audio(outputs: list[Output], path: Path, one_row: bool) -> list[Path]:
     """Write each answer's generated speech: to `path` for one row (WAV, or FLAC/OGG by its
     suffix), else `path/<k>.wav`."""
     return _save(outputs, path, one_row, Output.save_audio, ".wav")
+
+
+def save_bvh(outputs: list[Output], path: Path, one_row: bool) -> list[Path]:
+    """Write each answer's generated motion as BVH: to `path` for one row, else `path/<k>.bvh`."""
+    return _save(outputs, path, one_row, Output.save_bvh, ".bvh")
+
+
+def save_gif(outputs: list[Output], path: Path, one_row: bool) -> list[Path]:
+    """Draw each answer's generated motion as a GIF: to `path` for one row, else `path/<k>.gif`."""
+    return _save(outputs, path, one_row, Output.save_gif, ".gif")
 
 
 def _save(outputs: list[Output], path: Path, one_row: bool, save, suffix: str = ".png") -> list[Path]:

@@ -226,6 +226,7 @@ class TrainingRun:
         if self.par.main:
             found["image"] = tokenizers.prepare(self.run, self.dir.path, self.log, resuming)
             found["audio"] = tokenizers.prepare_speech(self.run, self.dir.path, self.log, resuming)
+            found["motion"] = tokenizers.prepare_motion(self.run, self.dir.path, self.log, resuming)
         self.par.barrier()
         if not self.par.main:
             from ..codec.tokenizer import run_resources
@@ -240,7 +241,7 @@ class TrainingRun:
         codes = (vocab.code_ids[0], len(vocab.code_ids)) if codec is not None else (0, 0)
         cfg = ModelConfig.from_settings(self.run.model, len(vocab), encoder_adaptors(self.run.irs), bins,
                                         output_heads(self.run.irs), codes, codec.grid if codec is not None else 0,
-                                        frame_width(self.run))
+                                        frame_width(self.run), tokenizers.motion_width(self.run))
         source = Path(self.run.source)
         return {"ofac_version": __version__, "model": cfg.to_dict(), "tasks": [t.name for t in self.run.tasks],
                 "model_block": {k: v for k, v in self.run.model.items() if not isinstance(v, tuple)},

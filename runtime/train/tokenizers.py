@@ -10,14 +10,16 @@ its next try and reuses it; `--resume` always does.
 
 Speech targets are normalized by the mean and standard deviation of each mel bin over the
 training utterances (up to SPEECH_UTTERANCES of them), counted once and kept in
-RUN/tokenizers/audio with the feature settings the vocoder inverts."""
+RUN/tokenizers/audio with the feature settings the vocoder inverts.  Motion features (inputs and
+targets) are z-scored by their mean and standard deviation over the training clips (up to
+MOTION_CLIPS of them), kept in RUN/tokenizers/motion with the skeleton every clip must share."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..codec import speech
+from ..codec import motion, speech
 from ..codec.config import ImageCodecConfig
 from ..codec.tokenizer import FOLDER, ImageTokenizer, codec_config, image_key, image_targets, named_folder
 from ..codec.training import CodecTraining, train_codec
@@ -72,9 +74,9 @@ def _existing(folder: Path, cfg: ImageCodecConfig, resume: bool, log) -> ImageTo
     return tok
 
 
-def _cells(run, split: str, targets=image_targets):
+def _cells(run, split: str, targets=image_targets, with_op: bool = False):
     """(value, base_dir, where) of every cell of the run's image targets (or other `targets`)
-    in `split`."""
+    in `split`, and the op that reads it `with_op`."""
     from ..data.tasks import task_data
 
     datas = task_data(run, split, None)
@@ -87,7 +89,8 @@ def _cells(run, split: str, targets=image_targets):
             source, j = data.locate(i)
             value = source.row(j).get(column)
             if value is not None and (targets is not image_targets or parse_codes(value) is None):
-                yield value, source.base_dir, (source.name, source.row_number(j), column)
+                where = (source.name, source.row_number(j), column)
+                yield (value, source.base_dir, where, op) if with_op else (value, source.base_dir, where)
 
 
 def _unique(cells):
@@ -189,3 +192,66 @@ def prepare_speech(run, run_dir: Path, log, resume: bool = False) -> speech.Spee
     codec = speech.SpeechCodec.save(folder, features, stats)
     log(f"speech: normalizing targets by the statistics of {codec.describe()} (saved in {folder})")
     return codec
+
+
+MOTION_CLIPS = 4000
+
+
+def prepare_motion(run, run_dir: Path, log, resume: bool = False) -> motion.MotionCodec | None:
+    """The run's motion statistics and skeleton, counted over its training clips (or found again
+    from an earlier start); None when the run has no MOTION slots."""
+    from ..preprocess.motion import encode, read_clip
+
+    if not motion.motion_ops(run):
+        return None
+    folder = run_dir / motion.FOLDER
+    if (folder / "config.json").exists():
+        return motion.MotionCodec.load(folder)
+    if resume:
+        raise CheckpointError("E0110", "the run has MOTION slots but no motion statistics", folder,
+                              help="the run directory is incomplete: start the run again with a new --out")
+    skeleton, first, clips, seen = None, None, [], set()
+    for value, base_dir, where, op in _cells(run, "train", motion.motion_ops, with_op=True):
+        key = image_key(value, base_dir)
+        if key in seen:
+            continue
+        seen.add(key)
+        file, row, column = where
+        try:
+            sk, frames, _ = read_clip(value, dict(op.attrs), base_dir)
+        except ValueError as err:
+            raise DataError("E0104", f"cannot read the motion clip: {err}", file=file, row=row, column=column,
+                            help="every motion clip is read before training") from None
+        if skeleton is None:
+            skeleton, first = sk, where
+        elif not skeleton.same_as(sk):
+            raise DataError("E0104", f"this clip's skeleton ({sk.joints} joints) is not the one of {first[0]} row "
+                            f"{first[1]} ({skeleton.joints} joints): one run, one skeleton", file=file, row=row,
+                            column=column, help="retarget the clips to one skeleton, or train them in separate runs")
+        clips.append(encode(sk, frames))
+        if len(clips) >= MOTION_CLIPS:
+            break
+    if not clips:
+        raise DataError("E0105", "MOTION slots need training clips: their tasks' training data has none",
+                        file=run.source, help="give the motion tasks `train` data")
+    codec = motion.MotionCodec.save(folder, skeleton, clips)
+    log(f"motion: normalizing features by the statistics of {codec.describe()} (saved in {folder})")
+    return codec
+
+
+
+def motion_width(run) -> int:
+    """Features per frame of the run's motion (0: no MOTION slots): from its first training clip's
+    skeleton (stage 0 checks that every clip shares it)."""
+    from ..preprocess.motion import feature_dim, read_clip
+
+    if not motion.motion_ops(run):
+        return 0
+    for value, base_dir, where, op in _cells(run, "train", motion.motion_ops, with_op=True):
+        try:
+            return feature_dim(read_clip(value, dict(op.attrs), base_dir)[0])
+        except ValueError as err:
+            raise DataError("E0104", f"cannot read the motion clip: {err}", file=where[0], row=where[1],
+                            column=where[2], help="every motion clip is read before training") from None
+    raise DataError("E0105", "MOTION slots need training clips: their tasks' training data has none",
+                    file=run.source, help="give the motion tasks `train` data")

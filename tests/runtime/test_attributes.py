@@ -16,6 +16,7 @@ from media import write_audio, write_image, write_video
 
 from ofac import compiler
 from ofac.runtime.codec.image import ImageCodec, ImageCodecConfig
+from ofac.runtime.codec.motion import MotionCodec
 from ofac.runtime.codec.speech import SpeechCodec, SpeechFeatures
 from ofac.runtime.codec.tokenizer import ImageTokenizer
 from ofac.runtime.data.collate import collate
@@ -29,11 +30,13 @@ from ofac.runtime.exec.run import TaskRunner
 from ofac.runtime.exec.targets import TARGETS
 from ofac.runtime.generate import GENERATORS
 from ofac.runtime.generate.search import Trie
+from ofac.runtime.generate.diffusion import MotionFeatures
 from ofac.runtime.generate.speech import Frames
 from ofac.runtime.model.config import ModelConfig
 from ofac.runtime.model.heads import HEADS, LOSSES
 from ofac.runtime.model.network import EncoderDecoder
-from ofac.runtime.preprocess import registry
+from ofac.runtime.preprocess import bvh, registry
+from ofac.runtime.preprocess.motion import encode
 from ofac.runtime.registry import Attributes
 from ofac.runtime.train.update import TaskLoss
 from ofac.runtime.vocab.tokenizer import train_vocab
@@ -93,6 +96,9 @@ CASES = [
     ("draw [TEXT:t] -> [IMAGE:x,preprocess=image_vqgan,adaptor=image_vqgan,length=60]",
      {"t": "a red box", "x": "a.png"}),
     ("[PHONE:p] -> [AUDIO:a,adaptor=audio_tgt_fbank,n_frames_per_step=2]", {"p": "AH B K", "a": "a.wav"}),
+    ("motion: [TEXT:t] -> [MOTION:m,preprocess=motion_6d,adaptor=motion_6d,max_length=12,min_length=4,sample_rate=2,"
+     "window]", {"t": "a person walks", "m": "a.bvh"}),
+    ("[MOTION:m,preprocess=motion_6d] what? -> [TEXT:t]", {"m": "b.npz", "t": "walks"}),
 ]
 GENERATE = {"top_k": 5, "top_p": 0.9}  # set in a generate block only; every case carries them
 
@@ -103,6 +109,13 @@ def media(tmp_path_factory):
     write_image(root / "a.png", size=(40, 30), box=(2, 2, 20, 20))
     write_audio(root / "a.wav", seconds=0.6, rate=16000)
     write_video(root / "v.mp4", frames=6)
+    sk = bvh.Skeleton(["Hips", "Knee"], [-1, 0], np.array([[0.0, 0, 0], [0, -40, 0]]), ["ZXY", "XYZ"], "XYZ",
+                      [(1, np.array([0.0, -40, 0]))], 0.05)
+    frames = np.random.default_rng(0).uniform(-30, 30, (30, sk.channels))
+    bvh.write(root / "a.bvh", sk, frames)
+    bvh.write(root / "skel.bvh", sk, frames[:0])
+    np.savez(root / "b.npz", frames=frames, weights=(np.arange(30) < 5).astype(np.float32))
+    MotionCodec.save(root / "motion", sk, [encode(sk, frames)])
     torch.manual_seed(0)  # an untrained image tokenizer of the default sizes, for the image target
     ImageTokenizer.save(root / "tokenizer", ImageCodec(ImageCodecConfig()), {}, {})
     return root
@@ -116,7 +129,8 @@ def _run_everything(instruction: str, row: dict, root) -> None:
     texts = [str(v) for v in row.values() if isinstance(v, str)] + ["red", "yes", "the quick brown fox"]
     vocab = train_vocab(texts * 10, 300, reserved_for([task], phones=["AH", "B", "K"]))
     rows = [dict(row) for _ in range(4)]
-    resources = {"image": ImageTokenizer.load(root / "tokenizer"), "audio": SpeechCodec.unnormalized(SpeechFeatures())}
+    resources = {"image": ImageTokenizer.load(root / "tokenizer"), "audio": SpeechCodec.unnormalized(SpeechFeatures()),
+                 "motion": MotionCodec.load(root / "motion")}
     train = TaskData(TaskRunner(task, vocab, "train", resources=resources), [open_source(rows, base_dir=root)])
     valid = TaskData(TaskRunner(task, vocab, "valid", resources=resources), [open_source(rows, base_dir=root)])
     adaptors = sorted({op.name for op in task.programs[0].of_kind("adapt") if op.get("side") == "encoder"})
@@ -126,7 +140,7 @@ def _run_everything(instruction: str, row: dict, root) -> None:
                                        decoder_layers=1, heads=2, image_size=32, patch_size=8, video_frames=4,
                                        adaptors=tuple(adaptors), dropout=0.0, outputs=(head,),
                                        code_ids=(vocab.code_ids[0], len(vocab.code_ids)) if vocab.code_ids else (0, 0),
-                                       code_grid=8 if vocab.code_ids else 0, frame_dim=160))
+                                       code_grid=8 if vocab.code_ids else 0, frame_dim=160, motion_dim=18))
     answers = closed_set(task, train)
     loss = TaskLoss.of(task, Trie(vocab.encode(a) for a in answers) if answers else None)
     batch = collate([train.sample(i, np.random.default_rng(i)) for i in range(2)]).to("cpu")
@@ -138,6 +152,8 @@ def _run_everything(instruction: str, row: dict, root) -> None:
     t = gold.target                                  # postprocessor reads: decode the reference too
     if head == "frames":  # the reference's own steps, as generated ones
         scorer.output(Frames(t.target, True), gold.meta)
+    elif head == "motion":
+        scorer.output(MotionFeatures(t.target), gold.meta)
     elif head == "codes":  # code targets are indices in the code range
         scorer.output([vocab.code_ids[i] for i in t.target], gold.meta)
     else:
@@ -149,9 +165,12 @@ def _with_generate(task):
     from dataclasses import replace
 
     programs = []
-    for p in task.programs:  # (the speech loop has no top-k: it would refuse them)
+    for p in task.programs:  # (the speech loop and the diffusion sampler have no top-k: they would refuse them)
         ops = tuple(replace(op, attrs=op.attrs + tuple(GENERATE.items()))
-                    if op.kind == "generate" and op.name != "speech" else op
+                    if op.kind == "generate" and op.name not in ("speech", "diffusion") else
+                    replace(op, attrs=op.attrs + (("length", 12),)) if op.opcode == "generate.diffusion" else
+                    replace(op, attrs=op.attrs + (("bvh_header", "skel.bvh"),)) if op.opcode == "preprocess.motion_6d"
+                    else op
                     for op in p.ops)
         programs.append(replace(p, ops=ops))
     return replace(task, programs=tuple(programs))

@@ -327,11 +327,9 @@ def test_phones(tmp_path, vocab):
     assert ids == [vocab.phone_ids["AH"], vocab.phone_ids["B"], 3, vocab.phone_ids["K"]]  # ZZ is <unk>
 
 
-def test_motion_says_not_supported_yet(tmp_path, vocab):
-    with pytest.raises(NotSupportedYet, match="not supported by the ofac runtime yet"):
-        run("motion: [MOTION:m] -> [TEXT:t]", {"m": "a.npy", "t": "x"}, vocab, tmp_path)
-    with pytest.raises(NotSupportedYet, match="preprocess.motion_6d"):
-        TaskRunner(lower("[TEXT:t] -> [MOTION:m]"), vocab)
+def test_a_missing_motion_file_names_the_row(tmp_path, vocab):
+    with pytest.raises(DataError, match="motion file not found.*row 3, column `m`"):
+        run("motion: [MOTION:m] -> [TEXT:t]", {"m": "a.bvh", "t": "x"}, vocab, tmp_path)
 
 
 def test_a_box_before_its_image_is_transformed_with_it(tmp_path, vocab):

@@ -26,7 +26,4 @@ class LossTerms:
     nll: object  # scalar tensor
 
 
-from . import codes, frames, tokens  # noqa: E402,F401  (register the heads and their losses)
-
-HEADS.add("motion", None, unsupported="motion outputs (diffusion) are not built yet")
-LOSSES.add("diffusion", None, unsupported="the diffusion loss is not built yet")
+from . import codes, frames, motion, tokens  # noqa: E402,F401  (register the heads and their losses)
