@@ -74,7 +74,7 @@ class Adaptor:
 
     @property
     def variable_length(self) -> bool:
-        return self.takes in ("tokens", "frames")
+        return self.takes in ("tokens", "frames", "motion")
 
 
 @dataclass(frozen=True)

@@ -79,27 +79,29 @@ class MotionCodec:
         """Normalized features [..., F] -> the same with their rotations made proper."""
         return self.normalize(rectify_features(self.skeleton, self.denormalize(x)))
 
-    def motion(self, x: np.ndarray) -> "Motion":
-        """Generated normalized features [T, F] -> a Motion in the run's skeleton."""
-        return Motion(self.skeleton, self.denormalize(x))
+    def motion(self, x: np.ndarray, known=None) -> "Motion":
+        """Generated normalized features [T, F] (and the frames that were given) -> a Motion in the
+        run's skeleton."""
+        return Motion(self.skeleton, self.denormalize(x), known)
 
 
 @dataclass
 class Motion:
-    """A motion clip: its skeleton and features [T, F] (unnormalized); its BVH frames, joint
-    positions, and files."""
+    """A motion clip: its skeleton, features [T, F] (unnormalized) and the frames given (if it was
+    in-betweened); its BVH frames, joint positions, and files."""
 
     skeleton: Skeleton
     features: np.ndarray
+    known: np.ndarray | None = None  # [T] bool: frames that were given (in-betweening)
 
     @property
     def frames(self) -> np.ndarray:
         """BVH frames [T, C] in the skeleton's channel order."""
-        return bvh.to_frames(self.skeleton, *decode(self.skeleton, self.features))
+        return bvh.to_frames(self.skeleton, *decode(self.skeleton, self.features, self.known))
 
     def positions(self) -> np.ndarray:
         """World positions of the joints and End Sites [T, J+E, 3]."""
-        return bvh.forward_kinematics(self.skeleton, *decode(self.skeleton, self.features))
+        return bvh.forward_kinematics(self.skeleton, *decode(self.skeleton, self.features, self.known))
 
     def __len__(self) -> int:
         return len(self.features)

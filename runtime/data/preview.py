@@ -84,6 +84,15 @@ def _speech_resource(definition) -> tuple[dict | None, str]:
                                                             "them before the model); frames shown unnormalized")
 
 
+def show_motion(target) -> str:
+    """A motion target as the frames the denoiser is trained on."""
+    if not target.length:
+        return "<predicted motion>"
+    given = int(target.known.sum())
+    return (f"<motion: {target.length} frames of {target.target.shape[1]} features"
+            + (f", {given} given" if given else "") + ">")
+
+
 def show_frames(target, k: int, n_mels: int) -> str:
     """A speech target as the steps the decoder writes."""
     if not target.length:
@@ -143,11 +152,14 @@ def preview(run, base_dir: Path | None = None, task: str | None = None, split: s
                 if isinstance(seg.data, np.ndarray) and seg.data.dtype == np.int64:  # token ids
                     result.lines.append(f"    encoder {seg.adaptor:<22} {show_tokens(vocab, seg.data)}")
                 else:
-                    kind = str(seg.data.dtype)[6:]  # torch.uint8 -> uint8
+                    kind = str(seg.data.dtype).removeprefix("torch.")  # torch.uint8 -> uint8
                     result.lines.append(f"    encoder {seg.adaptor:<22} {kind}{list(seg.data.shape)}")
             target = s.target  # a TokenTarget (the token and code heads)
             if s.head == "codes":
                 result.lines.append(f"    decoder target (with loss)     {show_codes(target, resources['image'])}")
+                continue
+            if s.head == "motion":
+                result.lines.append(f"    decoder target (with loss)     {show_motion(target)}")
                 continue
             if s.head == "frames":
                 n_mels = resources["audio"].features.n_mels

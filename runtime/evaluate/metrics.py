@@ -155,7 +155,7 @@ def mpjpe(preds: list, refs: list) -> float:
         if pred is None or ref is None:
             continue
         features, known = ref
-        truth = type(pred)(pred.skeleton, features).positions()
+        truth = type(pred)(pred.skeleton, features, known).positions()
         got = pred.positions()
         n = min(len(got), len(truth))
         free = np.ones(n, bool) if known is None else ~np.asarray(known[:n], bool)

@@ -104,4 +104,4 @@ def waveform(frames, vocab, attrs: dict, meta: dict, resource=None) -> Speech:
 def motion(generated, vocab, attrs: dict, meta: dict, resource=None):
     """Generated normalized features (generate.diffusion's MotionFeatures) -> a `codec.motion.Motion`
     in the run's skeleton (its BVH frames, joint positions, and save_bvh / save_gif / save_features)."""
-    return resource.motion(generated.features)
+    return resource.motion(generated.features, generated.known)

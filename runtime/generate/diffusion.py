@@ -78,9 +78,10 @@ class DiffusionConfig:
 
 @dataclass
 class MotionFeatures:
-    """One generated motion: normalized features [T, F] (float32)."""
+    """One generated motion: normalized features [T, F] (float32) and the frames that were given."""
 
     features: np.ndarray
+    known: np.ndarray | None = None
 
 
 def sample(denoise, lengths: np.ndarray, width: int, cfg: DiffusionConfig, known=None, rectify=None):
@@ -129,4 +130,5 @@ def generate(model, batch, cfg: DiffusionConfig) -> list[list[Hypothesis]]:
     known = (mask, values) if mask.any() else None
     out = sample(lambda x, lv, c: model.denoise(state, x, lv, c, lengths, mask), lengths, model.width, cfg, known,
                  cfg.rectify)
-    return [[Hypothesis(MotionFeatures(f), 0.0, 0.0)] for f in out]
+    return [[Hypothesis(MotionFeatures(f, mask[b, :len(f)] if known is not None else None), 0.0, 0.0)]
+            for b, f in enumerate(out)]

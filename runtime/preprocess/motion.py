@@ -6,8 +6,8 @@ Features of a frame (F = 6 + 6J for J joints): the root position (3), the root's
 next frame in its heading frame (3: rotated by minus the root's yaw about +Y, so "forward" reads
 the same whichever way the body faces), and each joint's rotation as the first two columns of
 its matrix (6 each: continuous, unlike Euler angles).  Back (`decode`): Gram-Schmidt makes the two
-columns a rotation again; the root is where its position features say (so the given frames of an
-in-betweening stay where they were; OFASys integrates the velocities instead, which moves them).
+columns a rotation again; the root's x and z are its velocities integrated (as OFASys does),
+corrected to pass through the frames an in-betweening gives.
 
 A cell names a `.bvh` file (its own skeleton), or `.npy` frames [T, 3+3J] / `.npz` {frames,
 weights} (OFASys' in-betweening rows: weights 1 on known frames) read with the task's
@@ -69,8 +69,12 @@ def rectify(rot6: np.ndarray) -> np.ndarray:
     return np.stack([a, b, np.cross(a, b)], axis=-1)
 
 
-def decode(skeleton: Skeleton, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Features [T, F] -> (root positions [T, 3], rotations [T, J, 3, 3])."""
+def decode(skeleton: Skeleton, features: np.ndarray, known=None) -> tuple[np.ndarray, np.ndarray]:
+    """Features [T, F] -> (root positions [T, 3], rotations [T, J, 3, 3]).  The root's x and z are
+    its velocities integrated from the first frame (OFASys': a trajectory as smooth as the
+    velocities, where per-frame positions would each carry their own error), corrected to pass
+    through the position of every frame `known` [T] marks as given (in-betweening: the given
+    frames stay where they were, the correction spread linearly over the frames between)."""
     f = np.asarray(features, dtype=np.float64)
     T, J = len(f), skeleton.joints
     if f.shape[1] != feature_dim(skeleton):
@@ -78,6 +82,13 @@ def decode(skeleton: Skeleton, features: np.ndarray) -> tuple[np.ndarray, np.nda
                          f"{feature_dim(skeleton)}")
     mats = rectify(f[:, 6:].reshape(T, J, 6))
     pos = f[:, :3].copy()
+    if T > 1:
+        world = np.einsum("tij,tj->ti", _about_y(_yaw(mats[:, 0])), f[:, 3:6])
+        pos[1:, [0, 2]] = f[0, [0, 2]] + np.cumsum(world[:-1, [0, 2]], axis=0)
+        given = np.nonzero(np.asarray(known, bool))[0] if known is not None else np.zeros(0, int)
+        if len(given):
+            for axis in (0, 2):
+                pos[:, axis] += np.interp(np.arange(T), given, f[given, axis] - pos[given, axis])
     return pos, mats
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..generate import diffusion
+from ..generate.diffusion import DiffusionConfig
 from ..generate.search import NumpyArrays, search
 from ..generate.speech import SpeechConfig, speak
 from ..store.files import CheckpointError
@@ -62,6 +64,8 @@ class OnnxBackend:
         batch = collate(samples)
         if isinstance(generation, SpeechConfig):
             return speak(self.model, batch, generation), batch.meta
+        if isinstance(generation, DiffusionConfig):
+            return diffusion.generate(self.model, batch, generation), batch.meta
         return search(self.model, batch, generation, NumpyArrays(generation.seed)), batch.meta
 
 

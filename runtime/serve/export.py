@@ -36,7 +36,6 @@ from torch import nn
 from ofac import __version__
 from ofac.modalities import ADAPTORS
 
-from ..errors import NotSupportedYet
 from ..store.files import write_json
 from .answer import OFASys
 from .onnx import FORMAT, ExportError, decoder_graphs, encoder_graph, encoder_inputs, takes_lengths
@@ -203,6 +202,8 @@ def _example_inputs(model, adaptors, B: int = 2):
             out += [torch.randint(4, cfg.vocab_size, (B, 7)), torch.tensor([7, 5][:B])]
         elif takes == "frames":
             out += [torch.randn(B, 40, cfg.n_mels), torch.tensor([40, 33][:B])]
+        elif takes == "motion":
+            out += [torch.randn(B, 30, cfg.motion_dim), torch.tensor([30, 22][:B])]
         elif takes == "clips":
             out.append(torch.randn(B, cfg.video_frames, 3, cfg.image_size, cfg.image_size))
         else:
@@ -254,11 +255,6 @@ def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str =
         raise ExportError("the output folder is not empty", help="give a new --out; nothing was overwritten",
                           path=out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    for name in chosen:
-        if any(op.name == "motion_6d" for p in system.programs[name].programs for op in p.of_kind("preprocess")):
-            raise NotSupportedYet(f"exporting the MOTION task `{name}` (its denoiser and sampler as ONNX graphs)",
-                                  help="answer it from the run directory with the torch backend, or export the "
-                                       "other tasks (--task)")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -299,7 +295,11 @@ def export(run_dir: str | Path, out: str | Path | None = None, checkpoint: str =
                 _export_frames(model, graphs, tmp, opset, mask, cross, caches, names=(cross_names, past_names, present),
                                dims=(batch, source, past, cross_dyn), log=log)
                 _copy_speech(system, tmp)
-            for head in (h for h in cfg.outputs if h != "frames"):
+            if "motion" in cfg.outputs:
+                from .export_motion import export_denoiser
+
+                graphs["denoise_motion"] = export_denoiser(system, model, tmp, opset, _export, log)
+            for head in (h for h in cfg.outputs if h not in ("frames", "motion")):
                 first, with_past = decoder_graphs(head)
                 log(f"exporting {first}")
                 graphs[first] = _export(_Decoder(model, head), [torch.randint(4, cfg.vocab_size, (2, 3)), mask, cross],

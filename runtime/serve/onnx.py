@@ -236,3 +236,24 @@ class OrtModel:
         """Generated pre-net steps [B, T, F] -> the output steps (the postnet graph)."""
         (post,) = self.session("postnet_frames").run(None, {"pre": np.ascontiguousarray(pre, dtype=np.float32)})
         return post
+
+    # -- the diffusion sampler's interface (generate/diffusion.py), with the motion head's graph
+
+    @property
+    def width(self) -> int:
+        return self.manifest["model"]["motion_dim"]
+
+    def denoise(self, state, x, levels, conditioned, lengths, known):
+        """One denoising call: noisy frames -> predicted clean frames, with the prompt's memory or
+        (unconditioned) the exported `empty` one."""
+        if "denoise_motion" not in self.manifest["graphs"]:
+            raise ExportError("this export has no denoiser for MOTION outputs",
+                              help="export the run again with this ofac (it exports every output head)")
+        memory, mask = state
+        if not conditioned:
+            empty = np.asarray(self.manifest["graphs"]["denoise_motion"]["empty"], dtype=np.float32)
+            memory, mask = np.tile(empty, (len(x), 1, 1)), np.ones((len(x), 1, 1, 1), bool)
+        self._cross.pop(id(memory), None)  # the denoiser reads the memory itself, not encode's keys/values
+        feeds = {"x": x, "level": levels, "known": known, "lengths": lengths, "memory": memory, "mask": mask}
+        (x0,) = self.session("denoise_motion").run(None, {k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        return x0

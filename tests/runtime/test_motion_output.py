@@ -250,7 +250,8 @@ def test_in_betweening_keeps_the_given_frames(run, clips):
         frames, weights = z["frames"], z["weights"] > 0.5
     assert len(out.motion) == len(frames)
     sk = out.motion.skeleton
-    got = bvh.forward_kinematics(sk, *features.decode(sk, out.motion.features))
+    assert np.array_equal(out.motion.known, weights)
+    got = out.motion.positions()
     truth = bvh.forward_kinematics(sk, *bvh.rotations(sk, frames.astype(np.float64)))
     assert np.abs(got[weights] - truth[weights]).max() < 1e-3  # cm
 
@@ -275,3 +276,33 @@ def test_npy_frames_without_a_header_name_the_row(clips, tmp_path):
         TrainingRun(compiler.load(tmp_path / "t.ofa"), tmp_path, out=tmp_path / "run", log=lambda *a: None).fit()
     e = err.value
     assert "bvh_header" in str(e) and "rows.jsonl" in str(e.file) and e.row == 1 and e.column == "m"
+
+
+def test_the_export_samples_the_same_motions_without_torch(run, clips, tmp_path):
+    from test_export import BLOCK_TORCH
+
+    from ofac.runtime.serve.answer import OFASys
+    from ofac.runtime.serve.export import export
+
+    folder = export(run, out=tmp_path / "onnx", log=lambda *a: None)
+    rows = {"text_to_motion": [{"text": "a person walks slowly"}, {"text": "a person jumps quickly"}],
+            "caption": [{"bvh_frames": "clips/valid_0.bvh"}]}
+    script = BLOCK_TORCH + """
+import json
+import ofac
+model = ofac.load(sys.argv[1])
+t2m = model.inference("text_to_motion", json.loads(sys.argv[2]), steps=3, length=20)
+cap = model.inference("caption", json.loads(sys.argv[3]), base_dir=sys.argv[4])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch")
+print(json.dumps({"frames": [o.bvh_motion.tolist() for o in t2m], "caption": cap[0].text, "torch": loaded}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script, str(folder), json.dumps(rows["text_to_motion"]),
+                           json.dumps(rows["caption"]), str(clips)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["torch"] == []
+    eager = OFASys.from_pretrained(run)
+    want = eager.inference("text_to_motion", rows["text_to_motion"], steps=3, length=20)
+    for frames, o in zip(got["frames"], want):
+        assert np.abs(np.array(frames) - o.bvh_motion).max() < 1e-2  # degrees and cm
+    assert got["caption"] == eager.inference("caption", rows["caption"][0], base_dir=clips).text

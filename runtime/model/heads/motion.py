@@ -49,6 +49,8 @@ class MotionHead(nn.Module):
         h = self.inp(x) * (1 + scale) + shift + known.unsqueeze(-1).to(x.dtype) * self.given
         h = h + self.pos(torch.arange(T, device=x.device))
         valid = torch.arange(T, device=x.device)[None] < lengths[:, None]
+        if torch.onnx.is_in_onnx_export():  # an exported graph serves padded batches: always masked
+            return h, valid[:, None, None]
         return h, (None if bool(valid.all()) else valid[:, None, None])
 
     def inputs(self, batch):
