@@ -209,18 +209,6 @@ def log_prob(pred: dict, i: int, lab: dict) -> float:
 
 # ------------------------------------------------------------------------------ the run
 
-def train(tasks: Path, run_dir: Path, steps: int | None) -> float:
-    from ofac import compiler
-    from ofac.runtime.train.recipe import TrainingRun
-
-    compiled = compiler.load(tasks)
-    t0 = time.perf_counter()
-    TrainingRun(compiled, tasks.parent, out=run_dir, steps=steps,
-                log=lambda m: print(m, flush=True) if not m.startswith("step ") or "valid" in m
-                or m.split()[1].split("/")[0].endswith("00") else None).fit()
-    return time.perf_counter() - t0
-
-
 def fill_baseline(image: np.ndarray) -> np.ndarray:
     """The masked input with its hidden centre filled by the visible border's mean colour."""
     out = image.astype(np.float64).copy()
@@ -248,18 +236,10 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "examples"))
     import make_images
+    from zoo_runs import trained
 
     make_images.main([])
-    wall = None
-    if not args.reuse:
-        if args.run.exists():
-            raise SystemExit(f"{args.run} exists: remove it, or judge it with --reuse")
-        wall = train(args.tasks, args.run, args.steps)
-        print(f"trained in {wall / 60:.1f} min", flush=True)
-
-    if wall is None and (args.run / "image_zoo.json").exists():  # --reuse: the training's own wall time
-        minutes = json.loads((args.run / "image_zoo.json").read_text()).get("training_minutes")
-        wall = None if minutes is None else minutes * 60
+    wall = trained(args.tasks, args.run, args.steps, args.reuse, "image_zoo.json")
 
     import ofac
     from ofac.runtime.codec.tokenizer import ImageTokenizer

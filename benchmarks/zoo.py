@@ -4,12 +4,13 @@ checkpoint (`ofac eval`), and report wall time and every metric against the zoo'
 
   python benchmarks/zoo.py [--steps N] [--out runs/zoo-bench]
   python benchmarks/zoo.py --single [--joint runs/zoo-bench] [--out runs/zoo-single]
-  python benchmarks/zoo.py --outputs [images] [speech]
+  python benchmarks/zoo.py --outputs [images] [speech] [motion]
 
 `--outputs` runs the zoo's generative parts instead, each its own run and judge:
 benchmarks/image_zoo.py (images.ofa: the picture grid benchmarks/image_zoo.png) and
 benchmarks/speech_zoo.py (speech.ofa: benchmarks/speech_zoo.png and generated FLAC files in
-benchmarks/speech_zoo/).
+benchmarks/speech_zoo/) and benchmarks/motion_zoo.py (motion.ofa: the GIF grid
+benchmarks/motion_zoo.gif).
 
 `--single` trains the same model on each task alone (same settings and steps, one run per task
 under OUT/<task>) and prints each task's metric alone against the joint run's (`--joint`: its
@@ -37,7 +38,7 @@ TARGETS = {"digits": ("accuracy", 0.95), "grounding": ("iou_acc", 0.8), "vqa": (
 
 
 ZOO = ROOT / "examples" / "multitask.ofa"
-OUTPUTS = {"images": "image_zoo.py", "speech": "speech_zoo.py"}  # the generative zoos (`--outputs`)
+OUTPUTS = {"images": "image_zoo.py", "speech": "speech_zoo.py", "motion": "motion_zoo.py"}  # the generative zoos (`--outputs`)
 
 
 def log(msg: str) -> None:  # validations, and every 100th step

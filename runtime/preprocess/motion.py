@@ -15,8 +15,10 @@ weights} (OFASys' in-betweening rows: weights 1 on known frames) read with the t
 
 Attributes: `max_length` (longer clips are cut: a random window in training, the start
 otherwise), `min_length` (shorter clips are refused: `on_error = skip` skips them, as OFASys
-does), `sample_rate` (every k-th frame, from a random phase in training), `window` (training: a
-random sub-window of min_length..max_length frames)."""
+does), `sample_rate` (every k-th frame, from a random phase in training), `soft_trim` p
+(training: a centre span, a margin of Poisson(p T / 2) frames cut at each end, never below
+min_length), `window` (training: a random sub-window of min_length..max_length frames),
+`anchor_frame` i (the clip turned and moved so frame i faces +Z at the origin)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,9 +49,17 @@ def _about_y(yaw: np.ndarray) -> np.ndarray:
     return m
 
 
-def encode(skeleton: Skeleton, frames: np.ndarray) -> np.ndarray:
-    """BVH frames [T, C] -> features [T, F] (float64)."""
+def encode(skeleton: Skeleton, frames: np.ndarray, anchor: int | None = None) -> np.ndarray:
+    """BVH frames [T, C] -> features [T, F] (float64); with `anchor` (OFASys' anchor_frame) the
+    clip turned about +Y and moved on the floor so that frame `anchor` faces +Z at x = z = 0."""
     pos, mats = bvh.rotations(skeleton, np.asarray(frames, dtype=np.float64))
+    if anchor is not None:
+        i = min(anchor, len(pos) - 1)
+        turn = _about_y(-_yaw(mats[i:i + 1, 0]))[0]
+        pos = pos - pos[i] * np.array([1.0, 0.0, 1.0])
+        pos = pos @ turn.T
+        mats = mats.copy()
+        mats[:, 0] = turn @ mats[:, 0]
     T = len(pos)
     vel = np.zeros((T, 3))
     if T > 1:
@@ -131,7 +141,7 @@ def load_clip(path: Path, header: Skeleton | None = None) -> tuple[Skeleton, np.
     return header, frames, weights
 
 
-ATTRS = ("max_length", "min_length", "sample_rate", "window", "bvh_header")
+ATTRS = ("max_length", "min_length", "sample_rate", "soft_trim", "window", "anchor_frame", "bvh_header")
 
 
 def _path(value, base_dir: Path | None, what: str) -> Path:
@@ -185,6 +195,12 @@ def cut(frames: np.ndarray, known, attrs: dict, ctx: Context):
     lo, hi = int(attrs.get("min_length") or 1), int(attrs.get("max_length") or 1000)
     if len(frames) < lo:
         raise ValueError(f"a clip of {len(frames)} frames is shorter than min_length={lo}")
+    if attrs.get("soft_trim") and ctx.training:  # a centre span: margins Poisson(p * T / 2) at each end
+        a, b = (int(m) for m in ctx.rng.poisson(attrs["soft_trim"] * len(frames) / 2, 2))
+        spare = len(frames) - lo
+        a, b = min(a, spare), min(b, max(0, spare - min(a, spare)))
+        frames = frames[a:len(frames) - b]
+        known = known[a:len(known) - b] if known is not None else None
     length = len(frames)
     if attrs.get("window") and ctx.training:
         length = int(ctx.rng.integers(lo, min(hi, len(frames)) + 1))
@@ -200,7 +216,7 @@ def motion_6d(value, attrs: dict, ctx: Context) -> Features:
     counted them (`resources["motion"]`); meta: its frames and known-frame mask."""
     skeleton, frames, known = read_clip(value, attrs, ctx.base_dir)
     frames, known = cut(frames, known, attrs, ctx)
-    features = encode(skeleton, frames)
+    features = encode(skeleton, frames, attrs.get("anchor_frame"))
     meta = {"frames": len(frames), "known": None if known is None else known > 0.5}
     if not ctx.training:
         meta["reference"] = (features, meta["known"])

@@ -98,7 +98,7 @@ CASES = [
     ("[PHONE:p] -> [AUDIO:a,adaptor=audio_tgt_fbank,n_frames_per_step=2]", {"p": "AH B K", "a": "a.wav"}),
     ("motion: [TEXT:t] -> [MOTION:m,preprocess=motion_6d,adaptor=motion_6d,max_length=12,min_length=4,sample_rate=2,"
      "window]", {"t": "a person walks", "m": "a.bvh"}),
-    ("[MOTION:m,preprocess=motion_6d] what? -> [TEXT:t]", {"m": "b.npz", "t": "walks"}),
+    ("[MOTION:m,preprocess=motion_6d,soft_trim=0.2,anchor_frame=3] what? -> [TEXT:t]", {"m": "b.npz", "t": "walks"}),
 ]
 GENERATE = {"top_k": 5, "top_p": 0.9}  # set in a generate block only; every case carries them
 

@@ -306,3 +306,16 @@ print(json.dumps({"frames": [o.bvh_motion.tolist() for o in t2m], "caption": cap
     for frames, o in zip(got["frames"], want):
         assert np.abs(np.array(frames) - o.bvh_motion).max() < 1e-2  # degrees and cm
     assert got["caption"] == eager.inference("caption", rows["caption"][0], base_dir=clips).text
+
+
+def test_anchor_frame_turns_and_moves_the_clip_to_face_forward_at_the_origin(clips):
+    sk, frames = bvh.read(sorted((clips / "clips").glob("train_*.bvh"))[3])
+    f = features.encode(sk, frames, anchor=5)
+    assert np.allclose(f[5, [0, 2]], 0, atol=1e-9)  # at the origin on the floor, height kept
+    assert f[5, 1] == pytest.approx(frames[5, 1])
+    root = motion.Motion(sk, f).positions()[:, 0]
+    mats = features.rectify(f[:, 6:].reshape(len(f), -1, 6))
+    assert mats[5, 0][0, 2] == pytest.approx(0, abs=1e-9) and mats[5, 0][2, 2] > 0  # faces +Z
+    plain = motion.Motion(sk, features.encode(sk, frames)).positions()[:, 0]
+    steps = np.linalg.norm(np.diff(root, axis=0), axis=1)  # the same path, turned and moved
+    assert np.allclose(steps, np.linalg.norm(np.diff(plain, axis=0), axis=1), atol=1e-6)
