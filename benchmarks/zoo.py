@@ -38,7 +38,8 @@ TARGETS = {"digits": ("accuracy", 0.95), "grounding": ("iou_acc", 0.8), "vqa": (
 
 
 ZOO = ROOT / "examples" / "multitask.ofa"
-OUTPUTS = {"images": "image_zoo.py", "speech": "speech_zoo.py", "motion": "motion_zoo.py"}  # the generative zoos (`--outputs`)
+# the generative zoos (`--outputs`)
+OUTPUTS = {"images": "image_zoo.py", "speech": "speech_zoo.py", "motion": "motion_zoo.py"}
 
 
 def log(msg: str) -> None:  # validations, and every 100th step

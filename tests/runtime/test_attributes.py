@@ -29,8 +29,8 @@ from ofac.runtime.evaluate.scorer import Scorer, closed_set
 from ofac.runtime.exec.run import TaskRunner
 from ofac.runtime.exec.targets import TARGETS
 from ofac.runtime.generate import GENERATORS
-from ofac.runtime.generate.search import Trie
 from ofac.runtime.generate.diffusion import MotionFeatures
+from ofac.runtime.generate.search import Trie
 from ofac.runtime.generate.speech import Frames
 from ofac.runtime.model.config import ModelConfig
 from ofac.runtime.model.heads import HEADS, LOSSES

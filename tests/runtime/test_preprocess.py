@@ -8,7 +8,7 @@ from conftest import lower
 from media import write_audio, write_image, write_video
 
 from ofac.runtime.data.collate import collate
-from ofac.runtime.errors import DataError, NotSupportedYet
+from ofac.runtime.errors import DataError
 from ofac.runtime.exec.run import TaskRunner
 from ofac.runtime.preprocess import struct, text
 from ofac.runtime.preprocess.base import Context
