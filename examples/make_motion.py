@@ -28,13 +28,11 @@ import json
 import math
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from runtime.preprocess import bvh  # noqa: E402
+from ofac.runtime.preprocess import bvh
 
 FPS = 20
 ACTIONS = ("walk", "run", "jump", "squat", "wave left", "wave right", "kick left", "kick right", "turn left",
