@@ -142,10 +142,10 @@ def physics(skeleton, clips) -> dict:
     return {"jitter": float(np.mean(jitter)), "foot_skating": float(np.mean(skate))}
 
 
-def linear_fill(features: np.ndarray, known: np.ndarray) -> np.ndarray:
+def linear_fill(skeleton, features: np.ndarray, known: np.ndarray) -> np.ndarray:
     """The baseline: every missing frame interpolated linearly between the nearest given frames
     (rotations as their 6-D columns, made proper again)."""
-    from ofac.runtime.preprocess.motion import rectify
+    from ofac.runtime.preprocess.motion import rectify_features
 
     out = features.copy()
     given = np.nonzero(known)[0]
@@ -153,10 +153,7 @@ def linear_fill(features: np.ndarray, known: np.ndarray) -> np.ndarray:
         lo, hi = given[given < t].max(), given[given > t].min()
         k = (t - lo) / (hi - lo)
         out[t] = (1 - k) * features[lo] + k * features[hi]
-    T = len(out)
-    mats = rectify(out[:, 6:].reshape(T, -1, 6))
-    out[:, 6:] = np.swapaxes(mats[..., :2], -1, -2).reshape(T, -1)
-    return out
+    return rectify_features(skeleton, out)
 
 
 def grid_gif(skeleton, motions, prompts, path: Path, cell: int = 120, cols: int = 5) -> None:
@@ -250,7 +247,7 @@ def main() -> None:
         with np.load(DATA / r["bvh_frames"]) as z:
             feats, known = encode(skeleton, z["frames"].astype(np.float64)), z["weights"] > 0.5
         refs.append((feats, known))
-        linear.append(Motion(skeleton, linear_fill(feats, known)))
+        linear.append(Motion(skeleton, linear_fill(skeleton, feats, known)))
     err_model = mpjpe([o.motion for o in filled], refs)
     err_linear = mpjpe(linear, refs)
     print(f"in-betweening ({len(ib_rows)} clips, 12 + 12 frames given): {err_model:.2f} cm on the missing frames; "

@@ -66,8 +66,12 @@ def encode(skeleton: Skeleton, frames: np.ndarray, anchor: int | None = None) ->
         vel[:-1] = pos[1:] - pos[:-1]
         vel[-1] = vel[-2]
     local = np.einsum("tji,tj->ti", _about_y(_yaw(mats[:, 0])), vel)  # R_y(yaw)^T v
-    rot6 = mats[..., :2].transpose(0, 1, 3, 2).reshape(T, -1)  # per joint: column 0, then column 1
-    return np.concatenate([pos, local, rot6], axis=1)
+    return np.concatenate([pos, local, columns(mats)], axis=1)
+
+
+def columns(mats: np.ndarray) -> np.ndarray:
+    """Rotations [..., J, 3, 3] -> their 6-D features [..., 6J]: per joint column 0, then column 1."""
+    return np.swapaxes(mats[..., :2], -1, -2).reshape(*mats.shape[:-3], -1)
 
 
 def rectify(rot6: np.ndarray) -> np.ndarray:
@@ -107,7 +111,7 @@ def rectify_features(skeleton: Skeleton, features: np.ndarray) -> np.ndarray:
     f = np.array(features, dtype=np.float64)
     lead, J = f.shape[:-1], skeleton.joints
     mats = rectify(f[..., 6:].reshape(*lead, J, 6))
-    f[..., 6:] = np.swapaxes(mats[..., :2], -1, -2).reshape(*lead, 6 * J)
+    f[..., 6:] = columns(mats)
     return f
 
 
