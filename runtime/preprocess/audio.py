@@ -11,6 +11,7 @@ import torchaudio
 
 from .base import Context, Features, preprocessors
 from .media import embedded_features, load_audio
+from .memo import MEDIA, file_key
 
 REGISTRY = preprocessors()
 
@@ -88,15 +89,21 @@ _SPEECH = ("n_fft", "hop_length", "f_min", "f_max")
 def audio(value, attrs: dict, ctx: Context) -> Features:
     """The encoder's fbank frames; with `n_fft` (a speech target, the decoder side's parameters)
     the target's log-mel frames, unpacked (the frames head packs `n_frames_per_step` of them)."""
-    wav, rate = load_audio(value, ctx.base_dir)
     max_seconds = attrs.get("max_seconds")
-    if max_seconds and len(wav) > max_seconds * rate:
-        raise ValueError(f"audio of {len(wav) / rate:.1f} s is longer than max_seconds={max_seconds}")
     if attrs.get("n_fft"):
+        wav, rate = load_audio(value, ctx.base_dir)
+        _check_length(wav, rate, max_seconds)
         if len(wav) < attrs["n_fft"]:
             raise ValueError(f"speech of {len(wav)} samples is shorter than one analysis window ({attrs['n_fft']})")
         return Features(log_mel(wav, rate, attrs), {"seconds": len(wav) / rate, "waveform": (wav, rate)})
-    feats = fbank(wav, rate, attrs["sample_rate"], attrs["n_mels"])
+
+    def encoder_features():
+        wav, rate = load_audio(value, ctx.base_dir)
+        _check_length(wav, rate, max_seconds)
+        return fbank(wav, rate, attrs["sample_rate"], attrs["n_mels"]), len(wav) / rate
+
+    key = file_key(value, ctx.base_dir, "fbank", attrs["sample_rate"], attrs["n_mels"], max_seconds)
+    feats, seconds = MEDIA.get(key, encoder_features)
     if ctx.training:
         feats = spec_augment(feats, ctx.rng)
         if attrs.get("use_mask"):
@@ -105,7 +112,12 @@ def audio(value, attrs: dict, ctx: Context) -> Features:
     if k > 1:  # pack k frames per step
         frames = feats.shape[0] // k * k
         feats = feats[:frames].reshape(frames // k, -1)
-    return Features(feats, {"seconds": len(wav) / rate})
+    return Features(feats, {"seconds": seconds})
+
+
+def _check_length(wav, rate: int, max_seconds) -> None:
+    if max_seconds and len(wav) > max_seconds * rate:
+        raise ValueError(f"audio of {len(wav) / rate:.1f} s is longer than max_seconds={max_seconds}")
 
 
 def audio_embed(value, attrs: dict, ctx: Context) -> Features:

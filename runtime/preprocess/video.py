@@ -8,19 +8,25 @@ from torchvision.transforms.v2 import functional as F
 
 from .base import VIDEO_ATTRS, Context, Features, preprocessors
 from .media import load_video
+from .memo import MEDIA, file_key
 
 REGISTRY = preprocessors()
 
 
 @REGISTRY.register("video", required=VIDEO_ATTRS)
 def video(value, attrs: dict, ctx: Context, mirror: bool = False) -> Features:
-    frames = load_video(value, ctx.base_dir, attrs["num_frames"])  # [N,H,W,3] uint8
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [N,3,H,W]
-    size = attrs["size"]
-    x = F.resize(x, [size, size], antialias=True)
+    n, size = attrs["num_frames"], attrs["size"]
+    x = MEDIA.get(file_key(value, ctx.base_dir, "video", n, size), lambda: _frames(value, ctx, n, size))
     if mirror and ctx.training and ctx.rng.random() < 0.5:
         x = F.horizontal_flip(x)
-    return Features(x, {"frames": len(frames)}, norm=(tuple(attrs["mean"]), tuple(attrs["std"])))
+    return Features(x, {"frames": len(x)}, norm=(tuple(attrs["mean"]), tuple(attrs["std"])))
+
+
+def _frames(value, ctx: Context, n: int, size: int) -> torch.Tensor:
+    """n frames [n, 3, size, size] uint8 sampled uniformly over the clip."""
+    frames = load_video(value, ctx.base_dir, n)  # [N,H,W,3] uint8
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [N,3,H,W]
+    return F.resize(x, [size, size], antialias=True)
 
 
 @REGISTRY.register("video_augment", required=VIDEO_ATTRS)

@@ -1,6 +1,8 @@
 """Preprocessors on real files, and their diagnostics for bad input."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -301,6 +303,50 @@ def test_corrupt_video(tmp_path, vocab):
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 broken")
     with pytest.raises(DataError, match="unreadable video"):
         run("[VIDEO:v] what? -> [TEXT:t]", {"v": "bad.mp4", "t": "x"}, vocab, tmp_path)
+
+
+# ---------------------------------------------------------------- decoded media kept between epochs
+
+def test_decoded_media_are_reused_until_the_file_changes(tmp_path, vocab):
+    """The second epoch of a row reads its decoded frames and fbank from memory; augmentation
+    still draws afresh; a rewritten file is decoded again; a cached value is never written."""
+    from ofac.runtime.preprocess.memo import MEDIA
+
+    MEDIA.clear()
+    write_video(tmp_path / "v.mp4", frames=12)
+    write_audio(tmp_path / "a.wav", seconds=1.0, rate=16000)
+    video, speech = "[VIDEO:v,preprocess=video_augment] what? -> [TEXT:t]", "[AUDIO:wav] said? -> [TEXT:t]"
+    row = {"v": "v.mp4", "wav": "a.wav", "t": "x"}
+    first = run(video, row, vocab, tmp_path, "valid").encoder[0].data.clone()
+    hits = MEDIA.hits
+    clips = [run(video, row, vocab, tmp_path, "train", seed).encoder[0].data for seed in range(8)]
+    assert MEDIA.hits == hits + 8
+    assert any(torch.equal(c, first.flip(-1)) for c in clips) and any(torch.equal(c, first) for c in clips)
+    assert torch.equal(run(video, row, vocab, tmp_path, "valid").encoder[0].data, first)  # mirroring copied
+    plain = run(speech, row, vocab, tmp_path, "valid").encoder[0].data.clone()
+    augmented = [run(speech, row, vocab, tmp_path, "train", seed).encoder[0].data for seed in range(3)]
+    assert all((a == 0).sum() > (plain == 0).sum() for a in augmented)
+    assert torch.equal(run(speech, row, vocab, tmp_path, "valid").encoder[0].data, plain)  # SpecAugment copied
+    write_video(tmp_path / "v.mp4", frames=6, size=(48, 48))  # rewritten: decoded again
+    os.utime(tmp_path / "v.mp4", ns=(1, 1))
+    misses = MEDIA.misses
+    assert not torch.equal(run(video, row, vocab, tmp_path, "valid").encoder[0].data, first)
+    assert MEDIA.misses == misses + 1
+
+
+def test_the_media_memo_keeps_to_its_budget():
+    from ofac.runtime.preprocess.memo import Memo
+
+    memo = Memo(budget=3 * 400)
+    for i in range(5):
+        memo.get(i, lambda: np.zeros(100, np.float32))  # 400 bytes each
+    assert memo.bytes == 1200 and list(memo.items) == [2, 3, 4]
+    memo.get(2, lambda: pytest.fail("kept"))  # most recently used now
+    memo.get(5, lambda: np.zeros(100, np.float32))
+    assert list(memo.items) == [4, 2, 5]
+    with pytest.raises(ValueError):
+        memo.get(5, lambda: None)[0] = 1.0  # read-only
+    assert memo.get(None, lambda: "made") == "made" and len(memo.items) == 3
 
 
 # ---------------------------------------------------------------- struct, phone, motion
