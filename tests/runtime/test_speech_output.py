@@ -197,9 +197,12 @@ def test_the_frames_head_learns_a_batch_and_its_stop(vocab, tts_batch):
         out = model(batch)
     numbers = model.heads["frames"].teacher_forced(out, batch.decoder)
     assert numbers["units"] == sum(s.target.length for s in samples)
-    assert numbers["correct"] / numbers["units"] > 0.8  # stop decisions
+    # stop decisions: this tiny model fires up to two steps early on some CPUs (an AVX2 one: 16 of
+    # 22 right, 300 updates no better; AVX-512 ones over 0.8), never in a row's first half
+    assert numbers["correct"] / numbers["units"] > 0.7
     for row, s in enumerate(samples):  # each row's stop logit peaks on its last step
         assert int(out.stop[row, :s.target.length].argmax()) == s.target.length - 1
+        assert not (out.stop[row, :s.target.length // 2] > 0).any()
 
 
 def test_guided_attention_penalizes_off_diagonal_alignments():
