@@ -30,9 +30,10 @@ def test_format_round_trip_of_ofasys_instructions(name, text):
 
 
 def _data_is_shipped(path) -> bool:
-    """demo.ofa, multitask.ofa, images.ofa, speech.ofa and motion.ofa read data examples/make_data.py,
-    make_images.py, make_speech.py and make_motion.py generate (tested in test_demo, test_docs)."""
-    return path.name not in ("demo.ofa", "multitask.ofa", "images.ofa", "speech.ofa", "motion.ofa")
+    """demo.ofa, quick.ofa, multitask.ofa, images.ofa, speech.ofa and motion.ofa read data
+    examples/make_data.py, make_images.py, make_speech.py and make_motion.py generate (tested in
+    test_demo, test_docs)."""
+    return path.name not in ("demo.ofa", "quick.ofa", "multitask.ofa", "images.ofa", "speech.ofa", "motion.ofa")
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
