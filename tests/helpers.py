@@ -2,6 +2,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.ofa"))
+# the example files whose data a script of examples/ writes: the script and its arguments
+MAKE_DATA = {"demo.ofa": ["make_data.py"], "multitask.ofa": ["make_data.py", "--zoo"],
+             "quick.ofa": ["make_data.py", "--zoo"], "images.ofa": ["make_images.py"],
+             "speech.ofa": ["make_speech.py"], "motion.ofa": ["make_motion.py"]}
 
 
 def ofasys_corpus() -> list[tuple[str, str]]:

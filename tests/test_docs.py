@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import MAKE_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "examples/README.md")
@@ -72,10 +73,6 @@ def test_the_examples_of_a_doc_run_in_order(doc, tmp_path):
 
 
 EXAMPLE_FILES = sorted(p.name for p in (ROOT / "examples").glob("*.ofa"))
-# the files whose data a script of examples/ writes: the script and its arguments
-MAKE_DATA = {"demo.ofa": ["make_data.py"], "multitask.ofa": ["make_data.py", "--zoo"],
-             "quick.ofa": ["make_data.py", "--zoo"], "images.ofa": ["make_images.py"],
-             "speech.ofa": ["make_speech.py"], "motion.ofa": ["make_motion.py"]}
 
 
 @pytest.mark.slow
