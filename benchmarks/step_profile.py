@@ -11,6 +11,7 @@ Last line: RESULT step_profile ratio=<seconds per update> data=<share> forward=<
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from collections import defaultdict
@@ -62,7 +63,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 batch = batch.to(run.device)
                 loss = run.losses[task]
-                with (torch.autocast(run.device.type, dtype=run.dtype) if run.dtype else _null()):
+                with (torch.autocast(run.device.type, dtype=run.dtype) if run.dtype else contextlib.nullcontext()):
                     outputs = run.model(batch)
                 terms = loss.run(outputs, batch.decoder, loss.attrs, loss.trie)
                 total = loss.weight * terms.total
@@ -107,14 +108,6 @@ def main() -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.ops))
     shares = " ".join(f"{p}={times[p] / wall:.3f}" for p in ("data", "forward", "backward", "optimizer"))
     print(f"RESULT step_profile ratio={per:.3f} {shares} tokens_per_s={tokens / wall:.0f}")
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 if __name__ == "__main__":

@@ -17,14 +17,20 @@ class MediaError(ValueError):
     """Why a cell could not be decoded; the caller adds file, row and column."""
 
 
+def named_path(value, base_dir: Path | None) -> Path | None:
+    """The path a cell names (relative to the data file's folder), if it can be one: a str or
+    Path under 1024 characters; None for bytes, base64 text, arrays.  No filesystem access."""
+    if not isinstance(value, (str, Path)) or len(str(value)) >= 1024:
+        return None
+    path = Path(value)
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
+
+
 def _file(value, base_dir: Path | None, what: str):
     """A path (decoders read files natively, fastest) or an in-memory file for bytes/base64."""
-    if isinstance(value, (str, Path)) and not isinstance(value, bytes):
-        path = Path(value)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if len(str(value)) < 1024 and path.is_file():
-            return str(path)
+    path = named_path(value, base_dir)
+    if path is not None and path.is_file():
+        return str(path)
     return io.BytesIO(_bytes(value, base_dir, what))
 
 

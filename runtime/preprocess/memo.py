@@ -15,6 +15,8 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+from .media import named_path
+
 
 def _budget() -> int:
     try:
@@ -76,11 +78,9 @@ MEDIA = Memo()
 
 def file_key(value, base_dir: Path | None, *params) -> tuple | None:
     """(path, size, mtime, *params) for a cell naming an existing file; None otherwise."""
-    if not isinstance(value, (str, Path)) or len(str(value)) >= 1024:
+    path = named_path(value, base_dir)
+    if path is None:
         return None
-    path = Path(value)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
     try:
         st = os.stat(path)
     except (OSError, ValueError):
