@@ -20,7 +20,7 @@ class DataError(RunError):
 
     def __init__(self, code: str, message: str, *, file: str | None = None, row: int | None = None,
                  column: str | None = None, help: str = "", op: str | None = None):
-        self.file, self.row, self.column = file, row, column
+        self.file, self.row, self.column, self.message = file, row, column, message
         where = []
         if file:
             where.append(file)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DataError
 from ..exec.sample import Sample
 from .collate import Batch, collate
 from .mixing import MicroBatch
@@ -88,7 +89,10 @@ def column_lengths(task: TaskData, columns: list[str]) -> np.ndarray:
     """A cheap length key per row (characters of its text columns), for length bucketing."""
     out = np.zeros(len(task), dtype=np.int64)
     for i in range(len(task)):
-        row = task.raw(i)
+        try:
+            row = task.raw(i)
+        except DataError:  # an unreadable line, skipped when met (the scan before training failed it otherwise)
+            continue
         out[i] = sum(len(str(row.get(c, ""))) for c in columns)
     return out
 

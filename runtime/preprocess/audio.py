@@ -10,7 +10,7 @@ import torch
 import torchaudio
 
 from .base import Context, Features, preprocessors
-from .media import embedded_features, load_audio
+from .media import embedded_features, load_audio, media_cell
 from .memo import MEDIA, file_key
 
 REGISTRY = preprocessors()
@@ -85,7 +85,7 @@ _SPEECH = ("n_fft", "hop_length", "f_min", "f_max")
 
 
 @REGISTRY.register("audio", attrs=("sample_rate", "n_mels", "max_seconds", "n_frames_per_step", "use_mask") + _SPEECH,
-                   required=("sample_rate", "n_mels"))
+                   required=("sample_rate", "n_mels"), cell=media_cell("audio"))
 def audio(value, attrs: dict, ctx: Context) -> Features:
     """The encoder's fbank frames; with `n_fft` (a speech target, the decoder side's parameters)
     the target's log-mel frames, unpacked (the frames head packs `n_frames_per_step` of them)."""

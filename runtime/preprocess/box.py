@@ -35,7 +35,8 @@ def dequantize(bins_: list[int], bins: int, geometry: Geometry) -> list[float]:
     return geometry.inverse([b / (bins - 1) * geometry.size for b in bins_])
 
 
-@REGISTRY.register("box", required=("bins",), reserves=lambda attrs: Reserved(bins=attrs["bins"]))
+@REGISTRY.register("box", required=("bins",), reserves=lambda attrs: Reserved(bins=attrs["bins"]),
+                   cell=lambda value, attrs, base_dir: parse_box(value))
 def box(value, attrs: dict, ctx: Context, image: Features) -> Tokens:
     geometry = image.meta["geometry"]
     moved = geometry.forward(parse_box(value))

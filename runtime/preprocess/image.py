@@ -27,7 +27,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from .base import EVAL_REGION, IMAGE_ATTRS, Context, Features, Geometry, centre_square, mask_border, preprocessors
-from .media import load_image
+from .media import load_image, media_cell
 
 REGISTRY = preprocessors()
 _INTERP = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR,
@@ -76,7 +76,7 @@ def _features(img: torch.Tensor, geometry: Geometry, attrs: dict) -> Features:
                     mask_border=mask_border(attrs))
 
 
-@REGISTRY.register("image", attrs=IMAGE_ATTRS, required=("size", "mean", "std"))
+@REGISTRY.register("image", attrs=IMAGE_ATTRS, required=("size", "mean", "std"), cell=media_cell("image"))
 def image(value, attrs: dict, ctx: Context) -> Features:
     pil = load_image(value, ctx.base_dir)
     w, h = pil.size
@@ -99,7 +99,7 @@ def _random_resized_crop(ctx: Context, w: int, h: int) -> tuple[float, float, fl
     return EVAL_REGION["imagenet"](w, h)
 
 
-@REGISTRY.register("imagenet", attrs=IMAGE_ATTRS, required=("size", "mean", "std"))
+@REGISTRY.register("imagenet", attrs=IMAGE_ATTRS, required=("size", "mean", "std"), cell=media_cell("image"))
 def imagenet(value, attrs: dict, ctx: Context) -> Features:
     pil = load_image(value, ctx.base_dir)
     w, h = pil.size
@@ -116,7 +116,8 @@ def imagenet(value, attrs: dict, ctx: Context) -> Features:
     return _features(img, Geometry((w, h), region, size, flipped), attrs)
 
 
-@REGISTRY.register("imagepretrain", attrs=IMAGE_ATTRS, required=("size", "mean", "std"))
+@REGISTRY.register("imagepretrain", attrs=IMAGE_ATTRS, required=("size", "mean", "std"),
+                   cell=media_cell("image"))
 def imagepretrain(value, attrs: dict, ctx: Context) -> Features:
     pil = load_image(value, ctx.base_dir)
     w, h = pil.size

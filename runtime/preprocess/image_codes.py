@@ -14,7 +14,7 @@ import numpy as np
 
 from ..vocab.tokenizer import Reserved
 from .base import Context, Tokens, preprocessors
-from .media import load_image
+from .media import check_cell, load_image
 
 REGISTRY = preprocessors()
 
@@ -66,7 +66,9 @@ def tokenizer_of(ctx: Context, attrs: dict):
 
 
 @REGISTRY.register("image_vqgan", attrs=("length",), required=("size", "codes", "grid"),
-                   reserves=lambda attrs: Reserved(codes=attrs["codes"]))
+                   reserves=lambda attrs: Reserved(codes=attrs["codes"]),
+                   cell=lambda value, attrs, base_dir: parse_codes(value) is not None or check_cell(value, base_dir,
+                                                                                                   "image"))
 def image_vqgan(value, attrs: dict, ctx: Context) -> Tokens:
     if ctx.split == "test":
         return Tokens([])

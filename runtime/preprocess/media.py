@@ -26,6 +26,35 @@ def named_path(value, base_dir: Path | None) -> Path | None:
     return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 
+def check_cell(value, base_dir: Path | None, what: str) -> None:
+    """What can be said of a media cell without decoding it (the scan before training): a path
+    that names no file, a URL or a value of the wrong type raise MediaError; bytes, base64 text,
+    arrays and images in memory pass."""
+    if isinstance(value, dict):
+        if value.get("bytes") is not None or "array" in value:
+            return
+        if not value.get("path"):
+            raise MediaError(f"a {what} dict needs `path`, `bytes` or `array`; found keys {sorted(value)}")
+        value = value["path"]
+    if isinstance(value, (bytes, bytearray, memoryview, np.ndarray)) or type(value).__module__.startswith(
+            ("torch", "PIL")):
+        return
+    if not isinstance(value, (str, Path)):
+        raise MediaError(f"expected a path, bytes or base64 {what}, found {type(value).__name__}")
+    text = str(value)
+    if text.startswith(("http://", "https://", "oss://")):
+        raise MediaError(f"{what} URLs are not fetched (ofac reads local data only): {text}")
+    path = named_path(value, base_dir)
+    if path is None or path.is_file() or (len(text) >= 64 and _B64.match(text[:4096])):
+        return
+    raise MediaError(f"{what} file not found: {path}")
+
+
+def media_cell(what: str):
+    """A registry `cell` check for a preprocessor reading `what` (image, audio, video) files."""
+    return lambda value, attrs, base_dir: check_cell(value, base_dir, what)
+
+
 def _file(value, base_dir: Path | None, what: str):
     """A path (decoders read files natively, fastest) or an in-memory file for bytes/base64."""
     path = named_path(value, base_dir)

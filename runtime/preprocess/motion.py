@@ -214,7 +214,7 @@ def cut(frames: np.ndarray, known, attrs: dict, ctx: Context):
     return frames, (known[start:start + length] if known is not None else None)
 
 
-@REGISTRY.register("motion_6d", attrs=ATTRS)
+@REGISTRY.register("motion_6d", attrs=ATTRS, cell=lambda value, attrs, base_dir: _path(value, base_dir, "motion file"))
 def motion_6d(value, attrs: dict, ctx: Context) -> Features:
     """A clip's features [T, F] float32, normalized by the run's statistics once stage 0 has
     counted them (`resources["motion"]`); meta: its frames and known-frame mask."""

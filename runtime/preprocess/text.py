@@ -37,7 +37,7 @@ def _texts(value, attrs: dict) -> list[str]:
 
 
 @REGISTRY.register("text", attrs=("text", "max_length", "uncased", "no_punctuation", "mask_ratio", "noise_ratio"),
-                   corpus=_texts)
+                   corpus=_texts, cell=lambda value, attrs, base_dir: as_text(value))
 def text(value, attrs: dict, ctx: Context) -> Tokens:
     """A cell's text, or with no argument the instruction's constant `text`."""
     raw = attrs.get("text") if value is None else as_text(value)

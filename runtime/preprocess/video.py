@@ -7,13 +7,13 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from .base import VIDEO_ATTRS, Context, Features, preprocessors
-from .media import load_video
+from .media import load_video, media_cell
 from .memo import MEDIA, file_key
 
 REGISTRY = preprocessors()
 
 
-@REGISTRY.register("video", required=VIDEO_ATTRS)
+@REGISTRY.register("video", required=VIDEO_ATTRS, cell=media_cell("video"))
 def video(value, attrs: dict, ctx: Context, mirror: bool = False) -> Features:
     n, size = attrs["num_frames"], attrs["size"]
     x = MEDIA.get(file_key(value, ctx.base_dir, "video", n, size), lambda: _frames(value, ctx, n, size))
@@ -29,6 +29,6 @@ def _frames(value, ctx: Context, n: int, size: int) -> torch.Tensor:
     return F.resize(x, [size, size], antialias=True)
 
 
-@REGISTRY.register("video_augment", required=VIDEO_ATTRS)
+@REGISTRY.register("video_augment", required=VIDEO_ATTRS, cell=media_cell("video"))
 def video_augment(value, attrs: dict, ctx: Context) -> Features:
     return video(value, attrs, ctx, mirror=True)

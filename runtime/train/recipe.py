@@ -21,6 +21,7 @@ from ..data.corpus import run_vocab
 from ..data.dataset import SkipReport, column_lengths
 from ..data.loader import build_loader
 from ..data.mixing import TaskPlan
+from ..data.scan import scan
 from ..data.tasks import as_definition, task_data
 from ..errors import DataError, NotSupportedYet, ResourceError
 from ..evaluate.scorer import closed_set
@@ -107,6 +108,7 @@ class TrainingRun:
     def setup(self) -> None:
         """Run directory, model, optimizer and schedule (restored on --resume), data, loader."""
         o = self.options
+        scan(self.run, log=self.log)  # every bad cell a cheap read finds, at once, before the run directory is touched
         vocab, config, ckpt = self._run_dir()
         if self.par.mode == "fsdp" and o.ema:
             raise NotSupportedYet("`ema` with `parallel = fsdp`", help="use `parallel = ddp`, or train without ema")
