@@ -41,8 +41,10 @@ def data(
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Only this task.", show_default=False),
     split: Split = typer.Option("train", "--split", "-s", help="Which data split to read."),
     rows: int = typer.Option(2, "--rows", "-n", min=1, help="Rows to show per task."),
+    every: bool = typer.Option(False, "--all", help="Decode every row, as training would, and report each bad one."),
 ) -> None:
-    """Run the data path on a few rows and show what the model will see (needs the runtime)."""
+    """Run the data path on a few rows and show what the model will see (needs the runtime);
+    with --all, decode every row and report every bad one (exit 1 if any)."""
     err = console(stderr=True)
     compiled = _compiled(file, "read the data", err)
     if task is not None and compiled.task(task) is None:
@@ -50,7 +52,13 @@ def data(
                                  param_hint="--task")
     from ..runtime.data.preview import preview
 
-    result = preview(compiled, file.parent, task, split.value, rows)
+    bar = _Progress(err, f"decoding {split.value} rows", least=64) if every else None
+    try:
+        result = preview(compiled, file.parent, task, split.value, rows, every=every,
+                         progress=bar.report if bar else None)
+    finally:
+        if bar is not None:
+            bar.stop()
     print("\n".join(result.lines))
     print_diagnostics(result.diagnostics, err)
     raise typer.Exit(1 if result.diagnostics else 0)

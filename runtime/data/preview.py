@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ofac.diagnostics import Diagnostic
+from ofac.diagnostics import Diagnostic, Severity
 
 from ..errors import DataError
 from ..vocab.tokenizer import SPECIALS, Vocab
@@ -116,8 +116,10 @@ def show_codes(target, tokenizer, shown: int = 12) -> str:
 
 
 def preview(run, base_dir: Path | None = None, task: str | None = None, split: str = "train",
-            rows: int = 2, seed: int = 1) -> Preview:
-    """What the model sees of the first `rows` rows of each task (`ofac data`)."""
+            rows: int = 2, seed: int = 1, every: bool = False, progress=None) -> Preview:
+    """What the model sees of the first `rows` rows of each task (`ofac data`); with `every`,
+    each row is decoded (`ofac data --all`) and every bad one reported, `progress(done, total)`
+    told as it goes."""
     definition = as_definition(run, base_dir)
     result = Preview()
     try:
@@ -132,6 +134,9 @@ def preview(run, base_dir: Path | None = None, task: str | None = None, split: s
                         f"{len(vocab.phone_ids)} phones, {len(vocab.code_ids)} image codes)")
     if note:
         result.lines.append(note)
+    if every:
+        _decode_every(result, [(n, datas.get(n)) for n in names], split, seed, progress)
+        return result
     for name in names:
         data = datas.get(name)
         if data is None:
@@ -172,3 +177,30 @@ def preview(run, base_dir: Path | None = None, task: str | None = None, split: s
                 result.lines.append(f"    decoder prefix (forced)        {forced}")
             result.lines.append(f"    decoder target (with loss)     {trained}")
     return result
+
+
+def _decode_every(result: Preview, tasks, split: str, seed: int, progress) -> None:
+    """Decode each row of each task, as training would, and report every bad one."""
+    total = sum(len(data) for _, data in tasks if data is not None)
+    done = 0
+    for name, data in tasks:
+        if data is None:
+            result.lines.append(f"task {name}: no `{split}` data")
+            continue
+        bad = skipped = 0
+        for i in range(len(data)):
+            try:
+                s = data.sample(i, np.random.default_rng((seed, i)))
+                if not hasattr(s, "encoder"):  # skipped under on_error = skip: still a bad row
+                    skipped += 1
+                    result.diagnostics.append(Diagnostic("E0104", Severity.WARNING, f"{s.message} (skipped under "
+                                                         "on_error = skip)", None, file=s.file, line=s.row))
+            except DataError as err:
+                bad += 1
+                result.diagnostics.append(err.diagnostic)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        verdict = "all decode" if not bad + skipped else f"{bad + skipped} bad" + (
+            f" ({skipped} skipped under on_error = skip)" if skipped else "")
+        result.lines.append(f"task {name}: {len(data)} {split} rows, {verdict}")

@@ -50,3 +50,19 @@ def test_bad_rows_are_diagnostics_with_file_and_row(tmp_path):
 
 def test_unknown_task_is_a_usage_error(tmp_path):
     assert runner.invoke(app, ["data", str(ROOT / "examples" / "families.ofa"), "-t", "nope"]).exit_code == 2
+
+
+def test_all_decodes_every_row_and_reports_each_bad_one(tmp_path):
+    ex = _examples(tmp_path)
+    good = json.dumps({"img": "images/shapes_0.png", "cap": "a red circle"})
+    (ex / "data" / "images" / "broken.png").write_bytes(b"not a png at all")  # only decoding finds this one
+    (ex / "data" / "caption.jsonl").write_text("\n".join([good, json.dumps({"img": "images/broken.png", "cap": "x"}),
+                                                          good, json.dumps({"img": "images/shapes_0.png"}), good]) + "\n")
+    result = runner.invoke(app, ["data", str(ex / "families.ofa"), "-t", "caption", "--all"])
+    assert result.exit_code == 1, result.output
+    assert "task caption: 5 train rows, 2 bad" in result.stdout
+    assert "caption.jsonl:2" in result.stderr and "caption.jsonl:4" in result.stderr
+    assert "missing column `cap`" in result.stderr and "Traceback" not in result.output
+    (ex / "data" / "caption.jsonl").write_text("\n".join([good] * 3) + "\n")
+    result = runner.invoke(app, ["data", str(ex / "families.ofa"), "-t", "caption", "--all"])
+    assert result.exit_code == 0 and "task caption: 3 train rows, all decode" in result.stdout
