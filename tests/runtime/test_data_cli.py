@@ -56,8 +56,9 @@ def test_all_decodes_every_row_and_reports_each_bad_one(tmp_path):
     ex = _examples(tmp_path)
     good = json.dumps({"img": "images/shapes_0.png", "cap": "a red circle"})
     (ex / "data" / "images" / "broken.png").write_bytes(b"not a png at all")  # only decoding finds this one
-    (ex / "data" / "caption.jsonl").write_text("\n".join([good, json.dumps({"img": "images/broken.png", "cap": "x"}),
-                                                          good, json.dumps({"img": "images/shapes_0.png"}), good]) + "\n")
+    rows = [good, json.dumps({"img": "images/broken.png", "cap": "x"}), good,
+            json.dumps({"img": "images/shapes_0.png"}), good]
+    (ex / "data" / "caption.jsonl").write_text("\n".join(rows) + "\n")
     result = runner.invoke(app, ["data", str(ex / "families.ofa"), "-t", "caption", "--all"])
     assert result.exit_code == 1, result.output
     assert "task caption: 5 train rows, 2 bad" in result.stdout
