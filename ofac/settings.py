@@ -33,7 +33,7 @@ class BlockSchema:
 
 
 METRICS = ("auto", "accuracy", "exact_match", "bleu", "cider", "rouge", "iou_acc", "map", "map50", "wer",
-           "sql_execution", "psnr", "ssim", "mcd", "mpjpe", "none")
+           "sql_execution", "psnr", "ssim", "mcd", "mpjpe", "matthews_corrcoef", "none")
 
 GENERATE = BlockSchema("generate", "decoding settings for validation and inference", (
     Setting("beam", "int", "beam size (1 is greedy)", lo=1),

@@ -32,6 +32,15 @@ def wer(preds: list[str], refs: list[str]) -> float:
     return float(jiwer.wer(refs_n, [normalize(p) for p in preds]))
 
 
+def matthews_corrcoef(preds: list[str], refs: list[str]) -> float:
+    """Matthews correlation of predicted and reference labels (OFASys' `matthews_corrcoef`, CoLA's
+    metric), over normalized label texts: 1 perfect, 0 chance, -1 inverted; multi-class by the
+    confusion-matrix generalization scikit-learn implements."""
+    from sklearn.metrics import matthews_corrcoef as mcc
+
+    return float(mcc([normalize(r) for r in refs], [normalize(p) for p in preds]))
+
+
 def iou_acc(preds: list, refs: list, threshold: float = 0.5) -> float:
     """The share of examples whose predicted box overlaps the reference with IoU >= 0.5."""
     import torch
@@ -168,7 +177,8 @@ def mpjpe(preds: list, refs: list) -> float:
 METRICS = {"accuracy": accuracy, "exact_match": accuracy, "bleu": bleu, "wer": wer, "cider": cider,
            "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap,
            "map50": lambda preds, refs: mean_ap(preds, refs, "map_50"), "sql_execution": sql_execution,
-           "psnr": psnr, "ssim": ssim, "mcd": lambda preds, refs: _speech().mcd(preds, refs), "mpjpe": mpjpe}
+           "psnr": psnr, "ssim": ssim, "mcd": lambda preds, refs: _speech().mcd(preds, refs), "mpjpe": mpjpe,
+           "matthews_corrcoef": matthews_corrcoef}
 LOWER_IS_BETTER = {"wer", "mcd", "mpjpe"}
 
 

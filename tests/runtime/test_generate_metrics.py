@@ -61,6 +61,17 @@ def test_cider_d_against_hand_computed_values():
     assert metrics.cider(["a cat", "a dog dog"], ["a cat", "a dog"]) == pytest.approx(10 * (0.5 + second) / 2)
 
 
+def test_matthews_against_hand_computed_values():
+    """Binary confusion tp=2, tn=1, fp=1, fn=0: (tp*tn - fp*fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn))
+    = 2 / sqrt(3 * 2 * 2 * 1) = 1/sqrt(3); labels are compared normalized."""
+    refs = ["acceptable", "acceptable", "unacceptable", "unacceptable"]
+    preds = ["Acceptable", "acceptable.", "acceptable", "unacceptable"]
+    assert metrics.matthews_corrcoef(preds, refs) == pytest.approx(3 ** -0.5)
+    assert metrics.matthews_corrcoef(refs, refs) == pytest.approx(1.0)
+    assert metrics.matthews_corrcoef(refs[::-1], refs) == pytest.approx(-1.0)
+    assert metrics.matthews_corrcoef(["acceptable"] * 4, refs) == 0.0  # a constant guess: no correlation
+
+
 def test_rouge_l():
     assert metrics.rouge_l(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(1.0)
     assert metrics.rouge_l(["a cat sat"], ["the cat sat down"]) == pytest.approx(4 / 7)
