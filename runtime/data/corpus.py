@@ -3,7 +3,6 @@
 reserved tokens the tasks need (`reserves`: box bins, image codes).  No torch."""
 from __future__ import annotations
 
-from ..errors import DataError
 from ..preprocess import registry
 from ..registry import attributes
 from ..vocab.tokenizer import Reserved, Vocab, train_vocab
@@ -41,12 +40,9 @@ def corpus(tasks, datas, max_rows: int | None = None) -> tuple[list[str], set[st
                         (impl.extra.get("corpus"), impl.extra.get("phones"), attributes(op)))
         n = len(data) if max_rows is None else min(len(data), max_rows)
         for i in range(n):
-            try:
-                row = data.raw(i)
-            except DataError:  # an unreadable line: skipped under `on_error = skip` (and counted then)
-                if data.on_error == "skip":
-                    continue
-                raise
+            row = data.readable(i)
+            if row is None:
+                continue
             for col, uses in readers.items():
                 value = row.get(col)
                 if value is None:

@@ -46,6 +46,16 @@ class TaskData:
         src, j = self.locate(i)
         return src.row(j)
 
+    def readable(self, i: int) -> dict | None:
+        """Row i's cells; None for a line that cannot be read under `on_error = skip` (its
+        sample is skipped and counted), a DataError otherwise."""
+        try:
+            return self.raw(i)
+        except DataError:
+            if self.on_error == "skip":
+                return None
+            raise
+
     def sample(self, i: int, rng: np.random.Generator, epoch: int = 0) -> Sample | Skipped:
         src, j = self.locate(i)
         try:

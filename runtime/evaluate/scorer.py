@@ -70,7 +70,8 @@ def closed_set(task: ir.TaskIR, train=None) -> list[str] | None:
     answers = list(answers)
     if not answers and train is not None:
         column = list(task.get("targets", ()))[-1]
-        answers = sorted({str(train.raw(i).get(column)) for i in range(len(train))})
+        rows = (train.readable(i) for i in range(len(train)))
+        answers = sorted({str(row.get(column)) for row in rows if row is not None})
     return answers
 
 

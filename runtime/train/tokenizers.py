@@ -86,13 +86,11 @@ def _cells(run, split: str, targets=image_targets, with_op: bool = False):
             continue
         column = program.arg(op).get("column")
         for i in range(len(data)):
+            row = data.readable(i)
+            if row is None:
+                continue
             source, j = data.locate(i)
-            try:
-                value = source.row(j).get(column)
-            except DataError:  # an unreadable line: skipped under `on_error = skip`
-                if data.on_error == "skip":
-                    continue
-                raise
+            value = row.get(column)
             if value is not None and (targets is not image_targets or parse_codes(value) is None):
                 where = (source.name, source.row_number(j), column)
                 yield (value, source.base_dir, where, op) if with_op else (value, source.base_dir, where)

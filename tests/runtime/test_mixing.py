@@ -11,6 +11,7 @@ from ofac.runtime.data import MultiTaskDataset, TaskData, TaskPlan, open_source
 from ofac.runtime.data.collate import collate
 from ofac.runtime.data.loader import build_loader
 from ofac.runtime.data.mixing import Mixer
+from ofac.runtime.evaluate.scorer import closed_set
 from ofac.runtime.exec.run import TaskRunner
 
 
@@ -89,6 +90,24 @@ def test_skip_policy_counts_bad_rows(tmp_path, vocab):
     loader, _ = build_loader([failing], [TaskPlan("sum", 6, 3)], updates=2)
     with pytest.raises(Exception, match="missing column `t`"):
         list(loader)
+
+
+def test_an_unreadable_line_is_skipped_by_every_reader_of_all_rows(tmp_path, vocab):
+    """The closed-set answers and the corpus read every training row: under `on_error = skip`
+    a broken JSON line drops out of them as it does out of the batches; otherwise it fails."""
+    from ofac.runtime.data.corpus import corpus
+    from ofac.runtime.errors import DataError
+
+    (tmp_path / "d.jsonl").write_text('{"s": "a", "t": "yes"}\n{"s": broken\n{"s": "b", "t": "no"}\n')
+    runner = TaskRunner(lower("summarize: [TEXT:s] -> [TEXT:t,closed_set]", "sum"), vocab, "train")
+    data = TaskData(runner, [open_source(tmp_path / "d.jsonl")], "skip")
+    assert data.readable(1) is None and data.readable(2) == {"s": "b", "t": "no"}
+    assert closed_set(runner.task, data) == ["no", "yes"]
+    texts, _ = corpus([runner.task], [data])
+    assert "a" in texts and "b" in texts
+    data.on_error = "fail"
+    with pytest.raises(DataError, match="JSON"):
+        data.readable(1)
 
 
 def test_two_workers_give_the_same_batches_as_none(tmp_path, vocab):
