@@ -9,7 +9,7 @@ column, so that a user fixes a file in one pass rather than one run per bad row;
 the run directory is written, so that a bad file never leaves a half-made run behind."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ofac.diagnostics import Diagnostic, Note, Severity
@@ -43,11 +43,9 @@ class Fault:
     help: str = ""
 
     def diagnostic(self) -> Diagnostic:
-        where = ", ".join(filter(None, (self.file, None if self.row is None else f"row {self.row}",
-                                        self.column and f"column `{self.column}`")))
-        return Diagnostic("E0104", Severity.ERROR, f"{self.message} ({where})", None,
-                          notes=(Note(f"in the data of task `{self.task}`"),), help=self.help, file=self.file,
-                          line=self.row)
+        """DataError's diagnostic (file, row and column said its way), noting the task."""
+        error = DataError("E0104", self.message, file=self.file, row=self.row, column=self.column, help=self.help)
+        return replace(error.diagnostic, notes=(Note(f"in the data of task `{self.task}`"),))
 
 
 class BadRows(DataError):
