@@ -229,6 +229,12 @@ def _task(block: ast.Block, values, children, diags: Diagnostics) -> CheckedTask
     typed = check_instruction(instr, diags)
     if typed is None:
         return None
+    if dict(values).get("metric") == "f_measure" and dict(values).get("positive") is None:
+        pair = next(e for e in block.entries if isinstance(e, ast.Pair) and e.key == "metric")
+        diags.error("E0045", "`metric = f_measure` without its positive label", pair.value.span,
+                    label="binary F1 needs to know which answer counts as positive",
+                    help="add a setting such as `positive = \"yes\"` (one of the task's answers)")
+        return None
     return CheckedTask(block.label, typed, values, children.get("generate", ()), span=block.span)
 
 
@@ -258,11 +264,19 @@ def _check_columns(task: CheckedTask, block: ast.Block, base: Path, diags: Diagn
                             help=str(cols))
                 continue
             if cols is not None:
-                _missing(task, split, rel, cols, vspan.span, diags)
+                _missing(task, split, rel, cols, vspan.span, diags, pairs.get("references"))
 
 
-def _missing(task: CheckedTask, split: str, rel: str, cols, file_span, diags: Diagnostics) -> None:
+def _missing(task: CheckedTask, split: str, rel: str, cols, file_span, diags: Diagnostics,
+             refs_pair: ast.Pair | None = None) -> None:
     reported = set()
+    refs = task.setting("references")
+    if refs is not None and split != "train" and refs not in cols:
+        guess = closest(refs, cols)
+        diags.error("E0042", f"column `{refs}` is not in `{rel}`", refs_pair.value.span,
+                    label="the metric's reference answers are read from this column",
+                    notes=(Note(f"the {split} data is declared here", file_span),),
+                    help=(f"did you mean `{guess}`? " if guess else "") + f"`{rel}` has columns: " + ", ".join(cols))
     for t in task.templates:
         for s in t.slots():
             # at test time the target column may be absent: it is what the model predicts

@@ -42,7 +42,8 @@ CODES = {
     "E0042": "data column missing from a data file",
     "E0043": "unreadable data file",
     "E0044": "unreadable task file",
-    "E0045": "settings that do not fit together (heads, image and patch sizes; an image tokenizer's grid)",
+    "E0045": "settings that do not fit together (heads, image and patch sizes; an image tokenizer's grid; "
+             "f_measure without `positive`)",
     "W0101": "legacy `<BOS>`/`<EOS>` marker",
     "W0102": "deprecated attribute, ignored",
     "W0103": "bracketed text read as plain text",

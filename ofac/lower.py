@@ -44,7 +44,7 @@ def lower_task(task: CheckedTask, model: tuple = (), image_tokenizer: tuple = ()
         # sides is read only once); no_loss slots are forced prefix, not targets
         ("targets", tuple(dict.fromkeys(s.column for item in task.templates[0].decoder for s in slots_of(item)
                                         if not s.get("no_loss")))),
-    )
+    ) + tuple((k, task.setting(k)) for k in ("references", "positive") if task.setting(k) is not None)
     return TaskIR(task.name, programs, meta)
 
 

@@ -33,7 +33,8 @@ class BlockSchema:
 
 
 METRICS = ("auto", "accuracy", "exact_match", "bleu", "cider", "rouge", "iou_acc", "map", "map50", "wer",
-           "sql_execution", "psnr", "ssim", "mcd", "mpjpe", "matthews_corrcoef", "none")
+           "sql_execution", "psnr", "ssim", "mcd", "mpjpe", "matthews_corrcoef", "vqa_score", "f_measure",
+           "solved_acc", "cell_acc", "none")
 
 GENERATE = BlockSchema("generate", "decoding settings for validation and inference", (
     Setting("beam", "int", "beam size (1 is greedy)", lo=1),
@@ -61,6 +62,9 @@ TASK = BlockSchema("task", "one instruction and its data", (
     Setting("weight", "float", "loss weight, and sampling weight under `mixing = weighted`", default=1.0, lo=0.0),
     Setting("metric", "choice", "validation metric (`auto`: chosen from the target)", default="auto",
             choices=METRICS),
+    Setting("references", "str", "a column of each validation row's reference answers for the metric (a list, "
+            "`&&`-separated text, or OFASys' VQA `conf|!+answer&&...`; default: the target itself)"),
+    Setting("positive", "str", "the positive label of `metric = f_measure`"),
     Setting("label_smoothing", "float", "label smoothing of the cross-entropy loss", default=0.1, lo=0.0, hi=0.999),
     Setting("decoder_plain_with_loss", "bool", "train on decoder plain text too (OFASys switch)", default=False),
     Setting("answers", "strings", "candidate answers of a closed_set target (default: the training targets)",

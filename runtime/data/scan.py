@@ -99,9 +99,17 @@ def _cell_fault(reader: Reader, value, base_dir: Path | None) -> str | None:
     return None
 
 
-def scan_task(name: str, task_ir, sources, faults: list[Fault]) -> int:
-    """Append the faults of one task's sources to `faults`; -> the rows read."""
+def _references(value, attrs, base_dir) -> None:
+    if not isinstance(value, (str, list, tuple, dict)):
+        raise TypeError(f"reference answers are a list, a dict or a string, found {type(value).__name__}")
+
+
+def scan_task(name: str, task_ir, sources, faults: list[Fault], split: str = "train") -> int:
+    """Append the faults of one task's sources to `faults`; -> the rows read.  Rows scored by a
+    metric (not `train`) must also hold the task's `references` column if it names one."""
     rs, rows = readers(task_ir), 0
+    if split != "train" and task_ir.get("references") is not None:
+        rs.append(Reader(task_ir.get("references"), "references", False, _references, {}))
     for src in sources:
         for j in range(len(src)):
             rows += 1
@@ -121,6 +129,8 @@ def scan_task(name: str, task_ir, sources, faults: list[Fault]) -> int:
                 problem = _cell_fault(r, value, src.base_dir)
                 if problem is not None:
                     faults.append(Fault(name, src.name, number, r.column, problem,
+                                        "the task's `references` setting names this column"
+                                        if r.preprocessor == "references" else
                                         f"the `{r.preprocessor}` preprocessor reads this column"))
     return rows
 
@@ -139,7 +149,7 @@ def scan(run, splits=("train", "valid"), log=None) -> int:
         for split in splits:
             columns = task.settings.get("columns", ())
             sources = [open_source(d, columns, run.base_dir) for d in task.data.get(split, ())]
-            total += scan_task(task.name, task.ir, sources, faults)
+            total += scan_task(task.name, task.ir, sources, faults, split)
         if faults and task.settings.get("on_error", "fail") == "skip":
             if log is not None:
                 log(f"task `{task.name}`: {len(faults)} bad row{'s' * (len(faults) != 1)} will be skipped "

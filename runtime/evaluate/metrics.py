@@ -3,7 +3,10 @@
 detection mAP, sqlite3 for SQL execution); CIDEr-D has no maintained library without a Java
 dependency, and IoU@0.5 is one line of torchvision.
 
-Each takes (predictions, references) as the postprocess module produces them."""
+Each takes (predictions, references) as the postprocess module produces them.  A text
+reference is one string, or (a task with `references = column`) a list of strings: accuracy
+counts a match with any, BLEU and CIDEr-D use them all, ROUGE-L keeps the best; `vqa_score`
+also takes OFASys' {answer: confidence} form."""
 from __future__ import annotations
 
 import math
@@ -15,20 +18,81 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", str(text).lower()).split())
 
 
-def accuracy(preds: list[str], refs: list[str]) -> float:
-    return sum(normalize(p) == normalize(r) for p, r in zip(preds, refs)) / max(1, len(refs))
+def several(ref) -> list[str]:
+    """One reference or several, as a list of strings."""
+    return [str(r) for r in ref] if isinstance(ref, (list, tuple)) else [str(ref)]
 
 
-def bleu(preds: list[str], refs: list[str]) -> float:
+def accuracy(preds: list[str], refs: list) -> float:
+    return sum(normalize(p) in {normalize(r) for r in several(ref)} for p, ref in zip(preds, refs)) / max(1, len(refs))
+
+
+def bleu(preds: list[str], refs: list) -> float:
     import sacrebleu
 
-    return sacrebleu.corpus_bleu(preds, [refs]).score / 100.0
+    lists = [several(r) for r in refs]
+    streams = [[rs[k] if k < len(rs) else None for rs in lists] for k in range(max(map(len, lists), default=1))]
+    return sacrebleu.corpus_bleu(preds, streams).score / 100.0
+
+
+def vqa_score(preds: list[str], refs: list) -> float:
+    """VQA soft accuracy.  A reference that is a list of (human) answers scores the official
+    way, min(1, matches / 3) averaged over the leave-one-out subsets (written for VQA's ten
+    answers); a dict {answer: confidence} (OFASys' `ref_dict`) scores the prediction's
+    confidence; a single answer scores 1 on a match."""
+    total = 0.0
+    for p, ref in zip(preds, refs):
+        pred = normalize(p)
+        if isinstance(ref, dict):
+            total += max((float(c) for a, c in ref.items() if normalize(a) == pred), default=0.0)
+            continue
+        answers = [normalize(a) for a in several(ref)]
+        if len(answers) == 1:
+            total += float(answers[0] == pred)
+            continue
+        matches = sum(a == pred for a in answers)
+        total += sum(min(1.0, (matches - (a == pred)) / 3.0) for a in answers) / len(answers)
+    return total / max(1, len(refs))
+
+
+def f_measure(preds: list[str], refs: list, positive: str) -> float:
+    """Binary F1 of predicted labels against reference labels, `positive` the positive label
+    (normalized texts; OFASys' `f_measure` with beta 1, e.g. MRPC and QQP)."""
+    pos = normalize(positive)
+    tp = fp = fn = 0
+    for p, ref in zip(preds, refs):
+        said, truth = normalize(p) == pos, normalize(several(ref)[0]) == pos
+        tp += said and truth
+        fp += said and not truth
+        fn += truth and not said
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def _grid(text: str) -> list[str]:
+    return re.findall(r"\d", str(text))
+
+
+def solved_acc(preds: list[str], refs: list) -> float:
+    """Sudoku: the share of puzzles whose predicted grid (its digits, read in order, so the
+    `d : d | ...` form and plain digits alike) is the solution, every cell right."""
+    return sum(_grid(p) == _grid(several(r)[0]) for p, r in zip(preds, refs)) / max(1, len(refs))
+
+
+def cell_acc(preds: list[str], refs: list) -> float:
+    """Sudoku: the share of the solutions' cells the prediction gets right, position by position
+    (a missing cell is wrong, extra ones are ignored)."""
+    right = cells = 0
+    for p, r in zip(preds, refs):
+        got, truth = _grid(p), _grid(several(r)[0])
+        right += sum(a == b for a, b in zip(got, truth))
+        cells += len(truth)
+    return right / max(1, cells)
 
 
 def wer(preds: list[str], refs: list[str]) -> float:
     import jiwer
 
-    refs_n = [normalize(r) or "<empty>" for r in refs]
+    refs_n = [normalize(several(r)[0]) or "<empty>" for r in refs]
     return float(jiwer.wer(refs_n, [normalize(p) for p in preds]))
 
 
@@ -38,7 +102,7 @@ def matthews_corrcoef(preds: list[str], refs: list[str]) -> float:
     confusion-matrix generalization scikit-learn implements."""
     from sklearn.metrics import matthews_corrcoef as mcc
 
-    return float(mcc([normalize(r) for r in refs], [normalize(p) for p in preds]))
+    return float(mcc([normalize(several(r)[0]) for r in refs], [normalize(p) for p in preds]))
 
 
 def iou_acc(preds: list, refs: list, threshold: float = 0.5) -> float:
@@ -54,25 +118,30 @@ def iou_acc(preds: list, refs: list, threshold: float = 0.5) -> float:
     return hits / max(1, len(refs))
 
 
-def cider(preds: list[str], refs: list[str], n: int = 4, sigma: float = 6.0) -> float:
-    """CIDEr-D with one reference per example (TF-IDF n-gram cosine with a length penalty)."""
+def cider(preds: list[str], refs: list, n: int = 4, sigma: float = 6.0) -> float:
+    """CIDEr-D (TF-IDF n-gram cosine with a Gaussian length penalty, candidate counts clipped
+    by the reference's), averaged over each example's references; document frequencies count
+    an example once however many of its references hold an n-gram."""
     def grams(text, k):
         words = normalize(text).split()
         return Counter(tuple(words[i:i + k]) for i in range(len(words) - k + 1))
 
+    lists = [several(r) for r in refs]
     total = 0.0
+    log_n = math.log(max(1.0, float(len(refs))))
     for k in range(1, n + 1):
-        ref_grams = [grams(r, k) for r in refs]
-        df = Counter(g for rg in ref_grams for g in rg)
-        log_n = math.log(max(1.0, float(len(refs))))
-        for p, r, rg in zip(preds, refs, ref_grams):
+        ref_grams = [[grams(r, k) for r in rs] for rs in lists]
+        df = Counter(g for rgs in ref_grams for g in set().union(*rgs))
+        for p, rs, rgs in zip(preds, lists, ref_grams):
             pg = grams(p, k)
             vp = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in pg.items()}
-            vr = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in rg.items()}
-            dot = sum(min(vp[g], vr[g]) * vr[g] for g in vp if g in vr)
-            norm = math.sqrt(sum(v * v for v in vp.values())) * math.sqrt(sum(v * v for v in vr.values()))
-            delta = len(normalize(p).split()) - len(normalize(r).split())
-            total += (dot / norm if norm else 0.0) * math.exp(-delta * delta / (2 * sigma * sigma)) / n
+            norm_p = math.sqrt(sum(v * v for v in vp.values()))
+            for r, rg in zip(rs, rgs):
+                vr = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in rg.items()}
+                dot = sum(min(vp[g], vr[g]) * vr[g] for g in vp if g in vr)
+                norm = norm_p * math.sqrt(sum(v * v for v in vr.values()))
+                delta = len(normalize(p).split()) - len(normalize(r).split())
+                total += (dot / norm if norm else 0.0) * math.exp(-delta * delta / (2 * sigma * sigma)) / n / len(rs)
     return 10.0 * total / max(1, len(refs))
 
 
@@ -81,7 +150,7 @@ def rouge_l(preds: list[str], refs: list[str]) -> float:
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"])
-    return sum(scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)) / max(1, len(refs))
+    return sum(scorer.score_multi(several(r), p)["rougeL"].fmeasure for p, r in zip(preds, refs)) / max(1, len(refs))
 
 
 def mean_ap(preds: list[list], refs: list[list], key: str = "map") -> float:
@@ -178,7 +247,8 @@ METRICS = {"accuracy": accuracy, "exact_match": accuracy, "bleu": bleu, "wer": w
            "iou_acc": iou_acc, "rouge": rouge_l, "map": mean_ap,
            "map50": lambda preds, refs: mean_ap(preds, refs, "map_50"), "sql_execution": sql_execution,
            "psnr": psnr, "ssim": ssim, "mcd": lambda preds, refs: _speech().mcd(preds, refs), "mpjpe": mpjpe,
-           "matthews_corrcoef": matthews_corrcoef}
+           "matthews_corrcoef": matthews_corrcoef, "vqa_score": vqa_score, "f_measure": f_measure,
+           "solved_acc": solved_acc, "cell_acc": cell_acc}
 LOWER_IS_BETTER = {"wer", "mcd", "mpjpe"}
 
 

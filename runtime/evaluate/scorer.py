@@ -28,11 +28,33 @@ def _listed(value) -> list:
     return list(value) if value is not None else []
 
 
+def reference_answers(value):
+    """A `references` cell: a list of answers, OFASys' VQA form `conf|!+answer&&...` as a dict
+    {answer: confidence}, `&&`-separated answers, or a JSON list; else one answer."""
+    if isinstance(value, (list, tuple, dict)):
+        return value if isinstance(value, dict) else [str(v) for v in value]
+    text = str(value)
+    if "|!+" in text:
+        pairs = (part.split("|!+", 1) for part in text.split("&&") if "|!+" in part)
+        return {answer.strip(): float(conf) for conf, answer in pairs}
+    if "&&" in text:
+        return [part.strip() for part in text.split("&&") if part.strip()]
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            return [text]
+        if isinstance(parsed, list):
+            return [str(v) for v in parsed]
+    return [text]
+
+
 class References:
     """What a task's metric compares a prediction with, read from a sample's meta."""
 
     def __init__(self, task: ir.TaskIR):
         self.output, self.metric = task.output, task.get("metric")
+        self.references = task.get("references")
         self.targets = list(task.get("targets", ()))
         first = task.programs[0]
         reads = [op for op in first.of_kind("read") if op.get("side") == "decoder"]
@@ -55,6 +77,8 @@ class References:
             boxes = [parse_box(b) for b in _listed(targets.get(self.box_columns[0]))]
             labels = _listed(targets.get(self.label_columns[0])) if self.label_columns else [""] * len(boxes)
             return list(zip(boxes, (str(x) for x in labels)))
+        if self.references is not None:
+            return reference_answers(meta.get("references"))
         text = str(targets.get(self.targets[-1]))
         if self.metric == "sql_execution":
             return text, (meta.get("databases") or {}).get(self.databases[0]) if self.databases else None
@@ -84,6 +108,8 @@ class Scorer:
         self.task, self.vocab = task, vocab
         self.name = task.get("metric")
         self.metric = METRICS.get(self.name)
+        if self.name == "f_measure":
+            self.metric = functools.partial(self.metric, positive=task.get("positive"))
         program = task.programs[0]
         post = program.only("postprocess")
         impl = POSTPROCESS.check(post)

@@ -46,6 +46,7 @@ class TaskRunner:
         first = task.programs[0]  # database columns travel to the metric (SQL is executed on them)
         self.databases = tuple(first.arg(op).get("column") for op in first.of_kind("preprocess")
                                if op.name == "database")
+        self.references = task.get("references")  # the column of the metric's reference answers
 
     @property
     def plans(self) -> list["_Plan"]:
@@ -112,6 +113,8 @@ class _Row:
             meta["waveforms"] = self.waveforms
         if self.motions:
             meta["motions"] = self.motions
+        if self.runner.references is not None:
+            meta["references"] = self.row.get(self.runner.references)
         if self.runner.databases:
             meta["databases"] = {c: self.row.get(c) for c in self.runner.databases}
         target = self.program.only("target")

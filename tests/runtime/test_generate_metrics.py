@@ -72,6 +72,72 @@ def test_matthews_against_hand_computed_values():
     assert metrics.matthews_corrcoef(["acceptable"] * 4, refs) == 0.0  # a constant guess: no correlation
 
 
+def test_vqa_score_against_hand_computed_values():
+    """Ten human answers, two of them "red": leaving out a "red" leaves 1 match (1/3), leaving
+    out another leaves 2 (2/3); the mean over the ten subsets is (2/3 + 16/3) / 10 = 0.6.
+    Three "red" give (3 * 2/3 + 7 * 1) / 10 = 0.9, four or more 1.  OFASys' {answer:
+    confidence} form scores the confidence; one answer scores an exact match."""
+    ten = ["red", "red"] + ["orange"] * 8
+    assert metrics.vqa_score(["Red"], [ten]) == pytest.approx(0.6)
+    assert metrics.vqa_score(["red"], [["red"] * 3 + ["pink"] * 7]) == pytest.approx(0.9)
+    assert metrics.vqa_score(["red"], [["red"] * 4 + ["pink"] * 6]) == pytest.approx(1.0)
+    assert metrics.vqa_score(["blue"], [ten]) == 0.0
+    assert metrics.vqa_score(["red", "orange"], [{"red": 0.6, "orange": 0.3}] * 2) == pytest.approx(0.45)
+    assert metrics.vqa_score(["two", "3"], ["two", "three"]) == 0.5
+
+
+def test_f_measure_against_hand_computed_values():
+    """positive "yes": tp = 2, fp = 1, fn = 1, so F1 = 2*2 / (2*2 + 1 + 1) = 2/3."""
+    preds, refs = ["yes", "Yes.", "no", "no", "yes"], ["yes", "no", "yes", "no", "yes"]
+    assert metrics.f_measure(preds, refs, positive="yes") == pytest.approx(2 / 3)
+    assert metrics.f_measure(preds, refs, positive="no") == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))
+    assert metrics.f_measure(["no"] * 5, refs, positive="yes") == 0.0
+
+
+def test_sudoku_solved_and_cell_accuracy():
+    """Two 2x2 grids: the first solved, the second with one of its four cells wrong and one
+    missing: solved 1/2, cells (4 + 2) / 8."""
+    refs = ["1 : 2 | 2 : 1", "3 : 4 | 4 : 3"]
+    preds = ["1 : 2 | 2 : 1", "3 : 3 | 4"]
+    assert metrics.solved_acc(preds, refs) == 0.5
+    assert metrics.cell_acc(preds, refs) == pytest.approx(6 / 8)
+    assert metrics.solved_acc(["12 21"], refs[:1]) == 1.0  # the digits count, not the separators
+
+
+def test_several_references():
+    """With a list of references accuracy takes any, ROUGE-L the best, BLEU and CIDEr-D all;
+    a repeated reference changes nothing."""
+    assert metrics.accuracy(["blue", "grey"], [["red", "blue"], ["red"]]) == 0.5
+    assert metrics.rouge_l(["the cat sat"], [["zebra", "the cat sat"]]) == pytest.approx(1.0)
+    assert metrics.cider(["a cat", "a cat"], [["a cat", "a cat"], ["a dog"]]) == \
+        pytest.approx(metrics.cider(["a cat", "a cat"], ["a cat", "a dog"]))
+    one = metrics.bleu(["the quick brown fox jumps"], ["a quick brown fox leaps"])
+    both = metrics.bleu(["the quick brown fox jumps"], [["a quick brown fox leaps", "the quick brown fox jumps"]])
+    assert both == pytest.approx(1.0) and one < 0.5
+
+
+def test_references_column_reaches_the_metric(vocab, rng, tmp_path):
+    """`references = answers` sends each validation row's answers, in any of the forms OFASys
+    data uses, to the metric instead of the target."""
+    from ofac import compiler
+    from ofac.runtime.evaluate.scorer import Scorer, reference_answers
+
+    src = ('task vqa {\n  instruction: [TEXT:question] -> [TEXT:answer,closed_set]\n'
+           '  metric = vqa_score\n  references = answers\n}\n')
+    compiled, diags = compiler.compile_source(src, "t.ofa", tmp_path)
+    assert compiled is not None, [d.message for d in diags]
+    task = compiled.tasks[0]
+    scorer = Scorer(task, vocab, answers=["red", "blue"])
+    forms = [["red", "red", "red", "blue"], "1.0|!+red&&0.3|!+blue", "red&&blue", '["red", "red"]']
+    refs = [scorer.reference(TaskRunner(task, vocab, "valid")({"question": "what colour?", "answer": "red",
+                                                               "answers": f}, rng).meta) for f in forms]
+    assert refs[1] == {"red": 1.0, "blue": 0.3} and refs[2] == ["red", "blue"] and refs[3] == ["red", "red"]
+    # leave-one-out over 3 of 4 "red": (3 * 2/3 + 1) / 4; the confidence 1; one "red" of two: (0 + 1/3) / 2;
+    # two "red": 1/3 each way
+    assert scorer.metric(["red"] * 4, refs) == pytest.approx((0.75 + 1.0 + 1 / 6 + 1 / 3) / 4)
+    assert reference_answers("just one") == ["just one"]
+
+
 def test_rouge_l():
     assert metrics.rouge_l(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(1.0)
     assert metrics.rouge_l(["a cat sat"], ["the cat sat down"]) == pytest.approx(4 / 7)

@@ -95,3 +95,19 @@ def test_media_cells_are_checked_without_decoding(tmp_path):
                      ({"name": "a.png"}, "needs `path`")):
         with pytest.raises(MediaError, match=why):
             check_cell(bad, tmp_path, "image")
+
+
+def test_a_validation_row_without_its_references_is_found_before_training(tmp_path):
+    """`references = answers`: valid rows must hold it (training rows need not)."""
+    rows = [{"q": f"what is {i}?", "a": str(i), "answers": [str(i)] * 3} for i in range(8)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"q": r["q"], "a": r["a"]}) + "\n" for r in rows))
+    rows[3].pop("answers")
+    (tmp_path / "valid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    source = ('task qa {\n  instruction: [TEXT:q] -> [TEXT:a]\n  train = train.jsonl\n  valid = valid.jsonl\n'
+              '  metric = vqa_score\n  references = answers\n}\n')
+    compiled, diags = compile_source(source, str(tmp_path / "t.ofa"), tmp_path)
+    assert compiled is not None, [d.message for d in diags]
+    with pytest.raises(BadRows) as err:
+        scan(compiled)
+    ((fault,),) = [err.value.faults]
+    assert (fault.row, fault.column, fault.file.endswith("valid.jsonl")) == (4, "answers", True)
