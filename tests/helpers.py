@@ -5,7 +5,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.ofa"))
 # the example files whose data a script of examples/ writes: the script and its arguments
 MAKE_DATA = {"demo.ofa": ["make_data.py"], "multitask.ofa": ["make_data.py", "--zoo"],
              "quick.ofa": ["make_data.py", "--zoo"], "images.ofa": ["make_images.py"],
-             "speech.ofa": ["make_speech.py"], "motion.ofa": ["make_motion.py"]}
+             "speech.ofa": ["make_speech.py"], "motion.ofa": ["make_motion.py"],
+             "catalogue.ofa": ["make_catalogue.py"]}
 
 
 def ofasys_corpus() -> list[tuple[str, str]]:

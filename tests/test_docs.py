@@ -23,8 +23,8 @@ DOCS = ("README.md", "examples/README.md")
 BLOCK = re.compile(r"(?:<!-- docs-test: skip \((?P<why>[^)]+)\) -->\n)?```(?P<lang>python|sh)\n(?P<code>.*?)```", re.S)
 SETUP = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
 SMALL = {"OFAC_MAX_STEPS": "2", "OFAC_MAX_ROWS": "40"}
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "runs", "zoo", "__pycache__", ".pytest_cache", ".hypothesis",
-                                     "*.egg-info", "boxed.png", ".gl", ".whl")
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "runs", "zoo", "catalogue", "__pycache__", ".pytest_cache",
+                                     ".hypothesis", "*.egg-info", "boxed.png", ".gl", ".whl")
 
 
 def blocks(doc: str) -> list[tuple[str, str, str | None]]:
