@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
 from ..exec.sample import Sample
 from .collate import Batch, collate
 from .mixing import MicroBatch
@@ -89,9 +88,8 @@ def column_lengths(task: TaskData, columns: list[str]) -> np.ndarray:
     """A cheap length key per row (characters of its text columns), for length bucketing."""
     out = np.zeros(len(task), dtype=np.int64)
     for i in range(len(task)):
-        try:
-            row = task.raw(i)
-        except DataError:  # an unreadable line, skipped when met (the scan before training failed it otherwise)
+        row = task.readable(i)  # None: an unreadable line under on_error = skip (it is skipped when met)
+        if row is None:
             continue
         out[i] = sum(len(str(row.get(c, ""))) for c in columns)
     return out

@@ -26,28 +26,42 @@ def named_path(value, base_dir: Path | None) -> Path | None:
     return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 
-def check_cell(value, base_dir: Path | None, what: str) -> None:
-    """What can be said of a media cell without decoding it (the scan before training): a path
-    that names no file, a URL or a value of the wrong type raise MediaError; bytes, base64 text,
-    arrays and images in memory pass."""
-    if isinstance(value, dict):
-        if value.get("bytes") is not None or "array" in value:
-            return
+def _source(value, base_dir: Path | None, what: str):
+    """Where a media cell's content is, found without reading it: ("file", Path), ("bytes",
+    bytes-like), ("base64", str) or ("memory", value) for arrays, PIL/torch objects and
+    `{"array", ...}` dicts.  What cannot be media raises MediaError: a wrong type, a URL, a
+    path that names no file."""
+    if isinstance(value, dict):  # datasets' Image/Audio features
+        if value.get("bytes") is not None:
+            return "bytes", value["bytes"]
+        if "array" in value:
+            return "memory", value
         if not value.get("path"):
             raise MediaError(f"a {what} dict needs `path`, `bytes` or `array`; found keys {sorted(value)}")
         value = value["path"]
-    if isinstance(value, (bytes, bytearray, memoryview, np.ndarray)) or type(value).__module__.startswith(
-            ("torch", "PIL")):
-        return
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes", value
+    if isinstance(value, np.ndarray) or type(value).__module__.startswith(("torch", "PIL")):
+        return "memory", value
     if not isinstance(value, (str, Path)):
         raise MediaError(f"expected a path, bytes or base64 {what}, found {type(value).__name__}")
     text = str(value)
     if text.startswith(("http://", "https://", "oss://")):
         raise MediaError(f"{what} URLs are not fetched (ofac reads local data only): {text}")
     path = named_path(value, base_dir)
-    if path is None or path.is_file() or (len(text) >= 64 and _B64.match(text[:4096])):
-        return
-    raise MediaError(f"{what} file not found: {path}")
+    if path is not None and path.is_file():
+        return "file", path
+    if len(text) >= 64 and _B64.match(text[:4096]):
+        return "base64", text
+    shown = path if path is not None else text[:60] + "..."
+    raise MediaError(f"{what} file not found: {shown}")
+
+
+def check_cell(value, base_dir: Path | None, what: str) -> None:
+    """What can be said of a media cell without decoding it (the scan before training): a path
+    that names no file, a URL or a value of the wrong type raise MediaError; bytes, base64 text,
+    arrays and images in memory pass."""
+    _source(value, base_dir, what)
 
 
 def media_cell(what: str):
@@ -57,36 +71,17 @@ def media_cell(what: str):
 
 def _file(value, base_dir: Path | None, what: str):
     """A path (decoders read files natively, fastest) or an in-memory file for bytes/base64."""
-    path = named_path(value, base_dir)
-    if path is not None and path.is_file():
-        return str(path)
-    return io.BytesIO(_bytes(value, base_dir, what))
-
-
-def _bytes(value, base_dir: Path | None, what: str) -> bytes:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, dict) and "bytes" in value and value["bytes"] is not None:  # datasets Image/Audio
-        return bytes(value["bytes"])
-    if isinstance(value, dict) and value.get("path"):
-        value = value["path"]
-    if isinstance(value, Path):
-        value = str(value)
-    if not isinstance(value, str):
-        raise MediaError(f"expected a path, bytes or base64 {what}, found {type(value).__name__}")
-    path = Path(value)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    if len(value) < 1024 and path.exists():
-        return path.read_bytes()
-    if len(value) >= 64 and _B64.match(value[:4096]):
+    kind, found = _source(value, base_dir, what)
+    if kind == "file":
+        return str(found)
+    if kind == "bytes":
+        return io.BytesIO(bytes(found))
+    if kind == "base64":
         try:
-            return base64.b64decode(value, validate=False)
+            return io.BytesIO(base64.b64decode(found, validate=False))
         except (binascii.Error, ValueError) as err:
             raise MediaError(f"invalid base64 {what}: {err}") from None
-    if value.startswith(("http://", "https://", "oss://")):
-        raise MediaError(f"{what} URLs are not fetched (ofac reads local data only): {value}")
-    raise MediaError(f"{what} file not found: {path}")
+    raise MediaError(f"expected a path, bytes or base64 {what}, found {type(found).__name__}")
 
 
 def load_image(value, base_dir: Path | None = None):
