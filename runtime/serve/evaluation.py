@@ -69,9 +69,13 @@ def shown_predictions(folder: Path, tasks: list[str], n: int) -> list[str]:
     """The first `n` predictions of each task against their references, as rich markup lines."""
     from rich.markup import escape
 
+    from ..evaluate.metrics import normalize
+
     def brief(value) -> str:
-        if isinstance(value, list):  # boxes, lists of (box, label)
+        if isinstance(value, list):  # boxes, lists of (box, label), reference answers
             return "[" + ", ".join(brief(v) for v in value) + "]"
+        if isinstance(value, dict):  # reference answers with their confidences
+            return "{" + ", ".join(f"{a}: {brief(c)}" for a, c in value.items()) + "}"
         text = f"{value:.1f}" if isinstance(value, float) else str(value)
         return text if len(text) <= 70 else text[:67] + "..."
 
@@ -79,7 +83,12 @@ def shown_predictions(folder: Path, tasks: list[str], n: int) -> list[str]:
     for task in tasks:
         for line in (folder / f"{task}.jsonl").read_text().splitlines()[:n]:
             p = json.loads(line)
-            mark = "[green]=[/green]" if p["prediction"] == p["reference"] else "[red]≠[/red]"
+            pred, ref = p["prediction"], p["reference"]
+            if isinstance(pred, str) and (isinstance(ref, dict) or (isinstance(ref, list) and ref and all(
+                    isinstance(r, str) for r in ref))):  # several reference answers (`references =`)
+                mark = "[green]∈[/green]" if normalize(pred) in {normalize(r) for r in ref} else "[red]∉[/red]"
+            else:
+                mark = "[green]=[/green]" if pred == ref else "[red]≠[/red]"
             lines.append(f"{task} row {p['row']}: {escape(brief(p['prediction']))} {mark} "
                          f"{escape(brief(p['reference']))}")
     return lines

@@ -207,3 +207,16 @@ def test_box_text_postprocess_reads_objects_back():
     found = box_text(tokens, vocab, attrs, meta)
     assert [label for _, label in found] == ["cat", "dog"]  # the two stray bins before a box are dropped
     assert found[0][0] == pytest.approx([0, 0, 98, 99])  # back in the original image's pixels
+
+
+def test_shown_predictions_mark_membership_in_several_references(tmp_path):
+    from ofac.runtime.serve.evaluation import shown_predictions
+
+    rows = [{"row": 1, "prediction": "Red", "reference": ["red", "orange"], "score": 0.0},
+            {"row": 2, "prediction": "blue", "reference": {"red": 1.0}, "score": 0.0},
+            {"row": 3, "prediction": "a cat", "reference": "a cat", "score": 0.0}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    one, two, three = shown_predictions(tmp_path, ["t"], 3)
+    assert "∈" in one and "[red, orange]" in one
+    assert "∉" in two and "{red: 1.0}" in two
+    assert "=" in three and "≠" not in three
