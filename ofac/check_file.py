@@ -6,7 +6,7 @@ from pathlib import Path
 
 from . import syntax as ast
 from .check import check_instruction
-from .datafile import DataFileError, columns_of
+from .datafile import DataFileError, columns_of, ofasys_paths, split_paths
 from .diagnostics import Diagnostics, Note
 from .names import closest
 from .settings import (
@@ -160,6 +160,10 @@ def _unknown_key(pair: ast.Pair, schema: BlockSchema, diags: Diagnostics) -> Non
 
 
 def typed_value(value: ast.Value, s: Setting, diags: Diagnostics):
+    if s.kind == "floats":
+        items = value.items if isinstance(value, ast.ListValue) else (value,)
+        numbers = [typed_value(item, Setting(s.name, "float", s.doc, lo=s.lo, hi=s.hi), diags) for item in items]
+        return _BAD if any(n is _BAD for n in numbers) else tuple(numbers)
     if s.kind in ("paths", "names", "strings"):
         items = value.items if isinstance(value, ast.ListValue) else (value,)
         out = []
@@ -229,6 +233,8 @@ def _task(block: ast.Block, values, children, diags: Diagnostics) -> CheckedTask
     typed = check_instruction(instr, diags)
     if typed is None:
         return None
+    if not _check_datasets(block, dict(values), diags):
+        return None
     if dict(values).get("metric") == "f_measure" and dict(values).get("positive") is None:
         pair = next(e for e in block.entries if isinstance(e, ast.Pair) and e.key == "metric")
         diags.error("E0045", "`metric = f_measure` without its positive label", pair.value.span,
@@ -236,6 +242,30 @@ def _task(block: ast.Block, values, children, diags: Diagnostics) -> CheckedTask
                     help="add a setting such as `positive = \"yes\"` (one of the task's answers)")
         return None
     return CheckedTask(block.label, typed, values, children.get("generate", ()), span=block.span)
+
+
+def _check_datasets(block: ast.Block, values: dict, diags: Diagnostics) -> bool:
+    """OFASys' path syntax is one string; `sample_ratios` gives one ratio per training dataset."""
+    pairs = {e.key: e for e in block.entries if isinstance(e, ast.Pair)}
+    ok = True
+    for split in ("train", "valid", "test"):
+        items = values.get(split) or ()
+        if len(items) > 1 and any("|||" in i or "," in i for i in items):
+            diags.error("E0035", f"OFASys' path syntax inside a list in `{split}`", pairs[split].value.span,
+                        label="`|||` and `,` in one of several paths",
+                        help=f'write it as one string, e.g. `{split} = "a.jsonl,b.jsonl ||| c.jsonl"`, or list plain '
+                             "paths (they are concatenated)")
+            ok = False
+    ratios = values.get("sample_ratios") or ()
+    if ratios and ok:
+        _, datasets = split_paths(values.get("train") or ())
+        if len(ratios) != len(datasets):
+            diags.error("E0045", f"{len(ratios)} sample ratio{'s' * (len(ratios) != 1)} for {len(datasets)} training "
+                        f"dataset{'s' * (len(datasets) != 1)}", pairs["sample_ratios"].value.span,
+                        label="one ratio per `|||` part of `train`",
+                        help='e.g. `train = "a.jsonl ||| b.jsonl"` with `sample_ratios = [1, 0.5]`')
+            ok = False
+    return ok
 
 
 def _check_columns(task: CheckedTask, block: ast.Block, base: Path, diags: Diagnostics, cache: dict) -> None:
@@ -246,7 +276,10 @@ def _check_columns(task: CheckedTask, block: ast.Block, base: Path, diags: Diagn
         if pair is None:
             continue
         spans = pair.value.items if isinstance(pair.value, ast.ListValue) else (pair.value,)
-        for rel, vspan in zip(task.setting(split, ()), spans):
+        files, _ = split_paths(task.setting(split, ()))
+        if ofasys_paths(task.setting(split, ())):  # one string of OFASys' path syntax: its span for every file
+            spans = spans * len(files)
+        for rel, vspan in zip(files, spans):
             path = (base / rel).resolve()
             if not path.exists():
                 diags.error("E0039", f"data file `{rel}` not found", vspan.span, label="no such file",

@@ -1,8 +1,10 @@
-"""Reading just enough of a data file to know its columns (header or first record)."""
+"""Reading just enough of a data file to know its columns (header or first record), and the
+splits' path syntax (which files make which dataset)."""
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
@@ -49,3 +51,36 @@ def _jsonl_columns(path: Path) -> tuple[str, ...]:
                 raise DataFileError(f"row {lineno}: expected a JSON object, found {type(record).__name__}")
             return tuple(record)
     raise DataFileError("the file has no rows")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset of a task's split: `epochs[e % len(epochs)]` are the files (indices into the
+    split's flat file list) that epoch e reads, concatenated, and `ratio` of their rows are
+    drawn each epoch (< 1 subsamples, > 1 repeats)."""
+
+    epochs: tuple[tuple[int, ...], ...]
+    ratio: float = 1.0
+
+
+def ofasys_paths(items) -> bool:
+    """Whether a split's value is OFASys' path syntax: one string with `|||` or `,`."""
+    return len(items) == 1 and isinstance(items[0], str) and ("|||" in items[0] or "," in items[0])
+
+
+def split_paths(items) -> tuple[list, list[Dataset]]:
+    """A split's files (or in-memory datasets), each once in order, and its datasets.  OFASys'
+    syntax `a.jsonl,b.jsonl ||| c.jsonl` (one string) gives one dataset per `|||` part, whose
+    comma-separated files are read one per epoch in turn; any other value (a path, or a list of
+    them) is one dataset of every file, concatenated, every epoch."""
+    if not ofasys_paths(items):
+        return list(items), [Dataset((tuple(range(len(items))),))]
+    files: list[str] = []
+    out = []
+    for part in items[0].split("|||"):
+        names = [f.strip() for f in part.split(",") if f.strip()]
+        for n in names:
+            if n not in files:
+                files.append(n)
+        out.append(Dataset(tuple((files.index(n),) for n in names)))
+    return files, [d for d in out if d.epochs]

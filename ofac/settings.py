@@ -10,7 +10,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Setting:
     name: str
-    kind: str  # int | float | bool | str | path | paths | choice | names | strings
+    kind: str  # int | float | bool | str | path | paths | choice | names | strings | floats
     doc: str
     default: object = None
     lo: float | None = None
@@ -57,6 +57,8 @@ TASK = BlockSchema("task", "one instruction and its data", (
     Setting("train", "paths", "training data files (JSONL, CSV, TSV, Parquet)", default=()),
     Setting("valid", "paths", "validation data files", default=()),
     Setting("test", "paths", "test data files", default=()),
+    Setting("sample_ratios", "floats", "per dataset of OFASys' `train = \"a,b ||| c\"`: the share of its rows drawn "
+            "each epoch (< 1 subsamples, > 1 repeats)", default=(), lo=0.0),
     Setting("micro_batch_size", "int", "examples per forward pass", default=8, lo=1),
     Setting("update_freq", "int", "micro-batches accumulated per update", default=1, lo=1),
     Setting("weight", "float", "loss weight, and sampling weight under `mixing = weighted`", default=1.0, lo=0.0),
@@ -233,6 +235,12 @@ def coerce(schema: BlockSchema, name: str, value):
         raise ValueError(f"unknown {schema.kind} setting `{name}`" + (f"; did you mean `{guess}`?" if guess else ""))
     if s.kind in ("paths", "names", "strings"):
         return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if s.kind == "floats":
+        values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or (s.lo is not None and v < s.lo)
+               for v in values):
+            raise ValueError(f"`{name}` expects numbers >= {s.lo}, got {value!r}")
+        return tuple(float(v) for v in values)
     if s.kind == "bool" and not isinstance(value, bool):
         raise ValueError(f"`{name}` expects True or False, got {value!r}")
     if s.kind == "choice" and value not in s.choices:

@@ -5,7 +5,8 @@ Policies (`train { mixing = ... }`):
   weighted     every update takes its micro-batches from one task drawn by task weight
   temperature  as weighted, drawn by dataset size ** (1/T)
 
-Each task walks a permutation of its rows that is a pure function of (seed, task, epoch),
+Each task walks a permutation of its rows (or of the rows its datasets draw that epoch, when
+they rotate files or sample by ratio) that is a pure function of (seed, task, epoch),
 so the whole state is a few integers and an RNG state: `state_dict()` after update u and a
 fresh Mixer loaded with it draw exactly the batches the uninterrupted run would have drawn."""
 from __future__ import annotations
@@ -23,6 +24,8 @@ class TaskPlan:
     update_freq: int = 1
     weight: float = 1.0
     lengths: np.ndarray | None = None  # set to bucket micro-batches by length
+    # (epoch, rng) -> the rows that epoch draws (OFASys' `a,b ||| c` with sample ratios); None: each row once
+    epoch_rows: object = None
 
 
 @dataclass(frozen=True)
@@ -78,13 +81,17 @@ class Mixer:
                 self._orders.clear()
             plan = self.tasks[t]
             rng = np.random.default_rng((self.seed, t, epoch))
-            perm = rng.permutation(plan.size)
+            if plan.epoch_rows is None:
+                perm = rng.permutation(plan.size)
+            else:
+                rows = plan.epoch_rows(epoch, rng)
+                perm = rows[rng.permutation(len(rows))]
             step = plan.micro_batch_size * self.world
             if plan.lengths is not None:  # sort within windows so a batch holds similar lengths
                 win = step * self.bucket_window
                 perm = np.concatenate([c[np.argsort(plan.lengths[c], kind="stable")]
-                                       for c in np.array_split(perm, max(1, -(-plan.size // win)))])
-            chunks = [perm[i:i + step] for i in range(0, plan.size - step + 1, step)]
+                                       for c in np.array_split(perm, max(1, -(-len(perm) // win)))])
+            chunks = [perm[i:i + step] for i in range(0, len(perm) - step + 1, step)]
             order = rng.permutation(len(chunks))
             self._orders[key] = [chunks[i] for i in order]
         return self._orders[key]
@@ -95,6 +102,10 @@ class Mixer:
             self.epoch[t] += 1
             self.cursor[t] = 0
             chunks = self.batches(t, self.epoch[t])
+            if not chunks:  # only datasets sampled below one micro-batch can draw an epoch this small
+                plan = self.tasks[t]
+                raise ValueError(f"task `{plan.name}`: epoch {self.epoch[t]} draws fewer rows than one micro-batch "
+                                 f"of {plan.micro_batch_size * self.world}; raise its `sample_ratios`")
         chunk = chunks[self.cursor[t]]
         self.cursor[t] += 1
         b = self.tasks[t].micro_batch_size

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ofac.datafile import Dataset
+
 from ..errors import DataError, NotSupportedYet
 from ..exec.run import TaskRunner
 from ..exec.sample import Sample
@@ -25,11 +27,31 @@ class Skipped:
 
 
 class TaskData:
-    """One task's rows (several files are concatenated) and how to run them."""
+    """One task's rows (its files' rows, concatenated: row i of the task is row i - offset of
+    its file) and how to run them; `datasets` say which rows an epoch draws (OFASys' `a,b ||| c`
+    with sample ratios; by default every row once)."""
 
-    def __init__(self, runner: TaskRunner, sources: list[Source], on_error: str = "fail"):
+    def __init__(self, runner: TaskRunner, sources: list[Source], on_error: str = "fail",
+                 datasets: list[Dataset] | None = None):
         self.runner, self.sources, self.on_error = runner, list(sources), on_error
         self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+        self.datasets = datasets or [Dataset((tuple(range(len(self.sources))),))]
+
+    @property
+    def every_row_each_epoch(self) -> bool:
+        return len(self.datasets) == 1 and self.datasets[0].ratio == 1.0 and \
+            self.datasets[0].epochs == (tuple(range(len(self.sources))),)
+
+    def epoch_rows(self, epoch: int, rng: np.random.Generator) -> np.ndarray:
+        """The rows epoch `epoch` draws, unshuffled: for each dataset, the files of its turn
+        (`epochs[epoch % n]`), `ratio` times over (the fractional part a random subset by `rng`)."""
+        parts = []
+        for d in self.datasets:
+            rows = np.concatenate([np.arange(self.offsets[k], self.offsets[k + 1]) for k in
+                                   d.epochs[epoch % len(d.epochs)]])
+            whole, part = divmod(int(round(len(rows) * d.ratio)), max(1, len(rows)))
+            parts += [np.tile(rows, whole), rng.permutation(rows)[:part]]
+        return np.concatenate(parts).astype(np.int64)
 
     @property
     def name(self) -> str:

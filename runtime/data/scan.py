@@ -148,7 +148,7 @@ def scan(run, splits=("train", "valid"), log=None) -> int:
         faults: list[Fault] = []
         for split in splits:
             columns = task.settings.get("columns", ())
-            sources = [open_source(d, columns, run.base_dir) for d in task.data.get(split, ())]
+            sources = [open_source(d, columns, run.base_dir) for d in task.files(split)]
             total += scan_task(task.name, task.ir, sources, faults, split)
         if faults and task.settings.get("on_error", "fail") == "skip":
             if log is not None:

@@ -4,9 +4,10 @@ definition from a task file; the Python API (`Trainer().fit(model=..., tasks=[..
 objects."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ofac.datafile import Dataset, split_paths
 from ofac.ir import TaskIR
 from ofac.settings import EXPORT, IMAGE_TOKENIZER, MODEL, TASK, TRAIN
 
@@ -24,6 +25,19 @@ class TaskDefinition:
     @property
     def name(self) -> str:
         return self.ir.task
+
+    def files(self, split: str) -> list:
+        """The split's files (or in-memory datasets), each once."""
+        return split_paths(self.data.get(split, ()))[0]
+
+    def datasets(self, split: str) -> list[Dataset]:
+        """The split's datasets (OFASys' `a,b ||| c`), the training ones with their sample ratios."""
+        found = split_paths(self.data.get(split, ()))[1]
+        ratios = self.settings.get("sample_ratios") or () if split == "train" else ()
+        if ratios and len(ratios) != len(found):
+            raise ValueError(f"task `{self.name}`: {len(ratios)} sample_ratios for {len(found)} training datasets; "
+                             "give one per `|||` part of its training paths")
+        return [replace(d, ratio=r) for d, r in zip(found, ratios)] if ratios else found
 
 
 @dataclass
@@ -71,10 +85,10 @@ def task_data(run, split: str, vocab, resources: dict | None = None) -> dict[str
     run = as_definition(run)
     out = {}
     for task in run.tasks:
-        items = task.data.get(split)
+        items = task.files(split)
         if items:
             columns = task.settings.get("columns", ())
             sources = [open_source(d, columns, run.base_dir) for d in items]
             runner = TaskRunner(task.ir, vocab, split, resources=resources)
-            out[task.name] = TaskData(runner, sources, task.settings.get("on_error", "fail"))
+            out[task.name] = TaskData(runner, sources, task.settings.get("on_error", "fail"), task.datasets(split))
     return out

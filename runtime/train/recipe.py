@@ -287,7 +287,7 @@ class TrainingRun:
                 lengths = column_lengths(data, list(task.ir.get("inputs", ()))) if o.bucket_by_length else None
                 s = task.settings
                 plans.append(TaskPlan(task.name, len(data), s["micro_batch_size"], s["update_freq"], s["weight"],
-                                      lengths))
+                                      lengths, None if data.every_row_each_epoch else data.epoch_rows))
         try:
             return build_loader([self.train_data[n] for n in self.names], plans, policy=o.mixing,
                                 temperature=o.temperature, seed=o.seed, num_workers=o.num_workers, updates=o.steps,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -211,3 +212,74 @@ def test_dataset_examples_are_deterministic(tmp_path, vocab):
     assert a.encoder[0].data.tolist() == b.encoder[0].data.tolist()  # same key, same masking
     other_epochs = {tuple(ds.sample((0, 1, e)).encoder[0].data.tolist()) for e in range(1, 6)}
     assert other_epochs - {tuple(a.encoder[0].data.tolist())}  # new epochs mask differently
+
+
+def _sources(tmp_path, sizes: dict[str, int]) -> list:
+    out = []
+    for name, n in sizes.items():
+        (tmp_path / name).write_text("".join(json.dumps({"s": f"{name} {i}", "t": "yes"}) + "\n" for i in range(n)))
+        out.append(open_source(name, (), tmp_path))
+    return out
+
+
+def test_ofasys_paths_rotate_files_per_epoch_and_sample_datasets_by_ratio(tmp_path, vocab):
+    """`a,b ||| c` with sample_ratios [1, 0.5]: epoch 0 reads all of a and half of c, epoch 1 all
+    of b and another half of c; a ratio of 2.5 repeats a dataset twice and a half."""
+    from ofac.datafile import split_paths
+    from ofac.runtime.data.tasks import TaskDefinition
+
+    files, datasets = split_paths(("a.jsonl, b.jsonl ||| c.jsonl",))
+    assert files == ["a.jsonl", "b.jsonl", "c.jsonl"] and [d.epochs for d in datasets] == [((0,), (1,)), ((2,),)]
+    assert split_paths(("a.jsonl", "b.jsonl"))[1][0].epochs == ((0, 1),)  # a list: concatenated every epoch
+    task = lower('is " [TEXT:s] " ok? -> [TEXT:t]', "mix")
+    definition = TaskDefinition(task, {"sample_ratios": (1.0, 0.5)}, {"train": ["a.jsonl,b.jsonl ||| c.jsonl"]})
+    data = TaskData(TaskRunner(task, vocab), _sources(tmp_path, {"a.jsonl": 4, "b.jsonl": 6, "c.jsonl": 10}),
+                    datasets=definition.datasets("train"))
+    names = [[data.raw(int(i))["s"].split()[0] for i in data.epoch_rows(e, np.random.default_rng(e))]
+             for e in range(3)]
+    assert [(n.count("a.jsonl"), n.count("b.jsonl"), n.count("c.jsonl")) for n in names] == [(4, 0, 5), (0, 6, 5),
+                                                                                             (4, 0, 5)]
+    data.datasets = [replace(d, ratio=2.5) for d in data.datasets[1:]]
+    drawn = data.epoch_rows(0, np.random.default_rng(0))
+    assert len(drawn) == 25 and all(np.sum(drawn == r) >= 2 for r in range(10, 20))
+
+
+def test_rotating_datasets_resume_exactly(tmp_path, vocab):
+    from ofac.datafile import Dataset
+
+    task = lower('is " [TEXT:s] " ok? -> [TEXT:t]', "mix")
+    data = TaskData(TaskRunner(task, vocab), _sources(tmp_path, {"a.jsonl": 6, "b.jsonl": 9, "c.jsonl": 5}),
+                    datasets=[Dataset(((0,), (1,)), 1.0), Dataset(((2,),), 0.6)])
+    def plan():
+        return [TaskPlan("mix", len(data), 3, epoch_rows=data.epoch_rows), TaskPlan("other", 8, 2)]
+
+    whole = draw(Mixer(plan(), seed=5), 30)
+    first = Mixer(plan(), seed=5)
+    head = draw(first, 11)
+    resumed = Mixer(plan(), seed=5)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert head + draw(resumed, 19) == whole
+    rows = [int(r) for update in whole for t, keys in update if t == 0 for _, r, _ in keys]
+    assert set(rows) <= set(range(20)) and {r for r in rows if r < 6} and {r for r in rows if 6 <= r < 15}
+
+
+def test_a_run_reads_ofasys_rotating_files_one_per_epoch(tmp_path):
+    """`train = "a.jsonl,b.jsonl"`: epoch 0 reads a, epoch 1 b, epoch 2 a again; only b has a bad
+    row, so only epoch 1 reports one (on_error = skip)."""
+    from ofac import compile_source
+    from ofac.runtime.train.recipe import TrainingRun
+
+    good = [{"s": f"row {i}", "t": "yes"} for i in range(4)]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in good))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in good[:3] + [{"s": "no target"}]))
+    source = ('task t {\n  instruction: is " [TEXT:s] " ok? -> [TEXT:t]\n  train = "a.jsonl,b.jsonl"\n'
+              '  micro_batch_size = 4\n  on_error = skip\n}\n'
+              'model { d_model = 32  ffn_dim = 64  encoder_layers = 1  decoder_layers = 1  heads = 2 '
+              '  vocab_size = 300 }\n'
+              'train { steps = 3  eval_every = 1000  save_every = 1000  out = run }\n')
+    compiled, diags = compile_source(source, str(tmp_path / "t.ofa"), tmp_path)
+    assert compiled is not None, [d.message for d in diags]
+    said: list[str] = []
+    TrainingRun(compiled, tmp_path, log=said.append).fit()
+    skips = [m for m in said if m.startswith("task `t` epoch")]  # the per-epoch reports
+    assert len(skips) == 1 and "epoch 1" in skips[0] and "b.jsonl" in skips[0], said
