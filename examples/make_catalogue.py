@@ -145,17 +145,19 @@ def cola(rng: random.Random) -> dict:
     return {"sentence": " ".join(words), "label": "no"}
 
 
+SYNONYMS = {"chases": "pursues", "sees": "spots", "likes": "enjoys", "finds": "discovers"}
+PASSIVE = {"chases": "chased", "sees": "seen", "likes": "liked", "finds": "found"}
+
+
 def mrpc(rng: random.Random) -> dict:
+    """A paraphrase says the same in the passive or with a synonym; a non-paraphrase uses the
+    same forms about another object, so only comparing the two sentences tells which."""
     (one, _), (verb, _) = rng.choice(SUBJECTS), rng.choice(VERBS)
     obj = rng.choice(OBJECTS)
-    first = f"{one} {verb} {obj}"
-    passive = {"chases": "chased", "sees": "seen", "likes": "liked", "finds": "found"}[verb]
-    if rng.random() < 0.5:
-        return {"sentence1": first, "sentence2": f"{obj} is {passive} by {one}", "label": "yes"}
-    other = rng.choice([o for o in OBJECTS if o != obj])
-    # the same forms as the paraphrases, about another object: only comparing the two tells
-    return {"sentence1": first, "sentence2": rng.choice((f"{one} {verb} {other}", f"{other} is {passive} by {one}")),
-            "label": "no"}
+    label = rng.choice(("yes", "no"))
+    about = obj if label == "yes" else rng.choice([o for o in OBJECTS if o != obj])
+    second = rng.choice((f"{about} is {PASSIVE[verb]} by {one}", f"{one} {SYNONYMS[verb]} {about}"))
+    return {"sentence1": f"{one} {verb} {obj}", "sentence2": second, "label": label}
 
 
 # ------------------------------------------------------------------ tables, sudoku, instructions

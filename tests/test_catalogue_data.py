@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("catalogue")
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "make_catalogue.py"), "--out", str(out),
-                           "--scenes", "300", "--valid", "60", "--clips", "4"], capture_output=True, text=True,
+                           "--scenes", "150", "--valid", "40", "--clips", "2"], capture_output=True, text=True,
                           env={**os.environ, "OFAC_MAX_ROWS": ""})
     assert done.returncode == 0, done.stderr
     return out
