@@ -117,9 +117,14 @@ class SpeechCodec:
     def vocode(self, logmel: np.ndarray, iterations: int = 32) -> np.ndarray:
         """Log-mel frames [T, n_mels] -> a float32 waveform at the features' sample rate (in
         torchaudio, or in numpy where the process runs without torch: the ONNX backend)."""
-        if self.vocoder == "numpy":
-            return griffin_lim_numpy(logmel, self.features, iterations)
-        return griffin_lim(logmel, self.features, iterations)
+        f = self.features
+        short = len(logmel)
+        least = f.n_fft // f.hop_length + 2  # Griffin-Lim's STFT pads n_fft / 2 each side by reflection
+        if 0 < short < least:  # a very short generation (an untrained model's): pad with its quietest frame
+            logmel = np.concatenate([logmel, np.repeat(logmel.min(0, keepdims=True), least - short, 0)])
+        vocode = griffin_lim_numpy if self.vocoder == "numpy" else griffin_lim
+        wav = vocode(logmel, f, iterations)
+        return wav[: short * f.hop_length] if short < least else wav
 
     def __getstate__(self) -> dict:
         return {"folder": self.folder, "config": self.config, "vocoder": self.vocoder}

@@ -272,3 +272,17 @@ def test_output_speech_saves_and_serializes(tmp_path):
     assert len(sf.read(io.BytesIO(base64.b64decode(data)))[0]) == len(wav)
     with pytest.raises(ValueError, match="no generated speech"):
         Output(text="x").save_audio(tmp_path / "x.wav")
+
+
+@pytest.mark.parametrize("vocoder", ["torch", "numpy"])
+def test_a_generation_of_a_few_frames_vocodes(vocoder):
+    """An untrained model may stop after one frame; Griffin-Lim's STFT needs more than n_fft / 2
+    samples, so the vocoder pads with the quietest frame and keeps the frames' own length."""
+    codec = SpeechCodec.unnormalized(SpeechFeatures())
+    codec.vocoder = vocoder
+    hop = codec.features.hop_length
+    for frames in (1, 3):
+        logmel = np.random.default_rng(frames).normal(-4, 1, (frames, codec.features.n_mels)).astype(np.float32)
+        wav = codec.vocode(logmel, iterations=2)
+        assert wav.shape == (frames * hop,) and np.isfinite(wav).all()
+    assert codec.vocode(np.zeros((0, codec.features.n_mels), np.float32)).shape == (0,)
