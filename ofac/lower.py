@@ -149,7 +149,9 @@ class _Lowering:
             output = target_output(seg)
         span = _span_of(seg)
         tgt = self.emit("target", target.head, [adapted], span=span)
-        closed = seg.kind == "tokens" and any(s.get("closed_set") for s in seg.data_slots())
+        # a closed set: `closed_set`, or a category slot (its answers are its classes, one token each)
+        closed = seg.kind == "tokens" and any(s.get("closed_set") or s.preprocess == "category"
+                                              for s in seg.data_slots())
         loss_attrs = [("weight", self.task.setting("weight", 1.0))]
         if target.loss == "label_smoothed_ce":
             loss_attrs = [("eps", self.task.setting("label_smoothing", 0.1))] + loss_attrs + [("constrained", closed)]

@@ -6,16 +6,18 @@ TEXT_TARGET = Target(
                        ("no_repeat_ngram_size", 0), ("temperature", 1.0)),
 )
 
+_BPE = ("text", "text_phone")  # the preprocessors that mask or noise BPE tokens
+
 MODALITY = Modality(
     name="TEXT",
     doc="text, tokenized with the run's byte-level BPE tokenizer",
     order=1,
     attrs=COMMON_ATTRS + TOKEN_ATTRS + (
         SlotAttr("mask_ratio", "float", "BART span masking of this fraction of input tokens (training only)",
-                 sides=ENC, lo=0.0, hi=1.0, hi_open=True),
+                 sides=ENC, lo=0.0, hi=1.0, hi_open=True, preprocess=_BPE),
         SlotAttr("noise_ratio", "float", "replace each input token by a random one with this probability "
                  "(training only; on a target it corrupts only the teacher-forced inputs)",
-                 lo=0.0, hi=1.0, hi_open=True),
+                 lo=0.0, hi=1.0, hi_open=True, preprocess=_BPE),
         SlotAttr("closed_set", "flag", "train and decode constrained to the task's answer set", sides=DEC),
         SlotAttr("is_label", "flag", "documented by OFASys but never used",
                  deprecated="`is_label` has no effect (OFASys never read it)"),
@@ -23,7 +25,7 @@ MODALITY = Modality(
     preprocessors=(
         Preprocessor("text", "byte-level BPE tokens"),
         Preprocessor("text_phone", "BPE tokens plus phonemes for an encoder CTC loss (ASR targets)", sides=DEC),
-        Preprocessor("category", "one label token per class", params=(("vocabulary", "labels"),)),
+        Preprocessor("category", "one token per class label (the classes of the training data)"),
         Preprocessor("table", "a table linearized to text", sides=ENC),
         Preprocessor("database", "a database schema linearized to text", sides=ENC),
     ),

@@ -99,6 +99,22 @@ def closed_set(task: ir.TaskIR, train=None) -> list[str] | None:
     return answers
 
 
+def answer_trie(task: ir.TaskIR, vocab, answers) -> Trie | None:
+    """The token sequences of a closed set's answers: BPE tokens, or for a `preprocess=category`
+    target each class's one token (an answer that is no class of the run has no sequence)."""
+    if not answers:
+        return None
+    program = task.programs[0]
+    category = next((op for op in program.of_kind("preprocess") if op.name == "category"
+                     and program.arg(op).get("side") == "decoder"), None)
+    if category is None:
+        return Trie(vocab.encode(a) for a in answers)
+    from ..preprocess.text import label_of
+
+    labels = (vocab.label_ids.get(label_of(a, attributes(category))) for a in answers)
+    return Trie([t] for t in labels if t is not None)
+
+
 class Scorer:
     """How one task is decoded and scored, read from its IR."""
 
@@ -122,7 +138,7 @@ class Scorer:
                                       help="load the model from its run directory or export folder, which holds it")
             self.decode = functools.partial(impl.run, resource=found)
         self.reference = References(task)
-        self.trie = Trie(vocab.encode(a) for a in answers) if answers else None
+        self.trie = answer_trie(task, vocab, answers)
         # a constrained loss is validated constrained too (its teacher-forced numbers)
         self.teacher_trie = self.trie if attributes(program.only("loss")).get("constrained") else None
         self.generation = generation(program.only("generate"), self.trie, **generate)

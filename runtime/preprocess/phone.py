@@ -15,7 +15,8 @@ def phones_of(value) -> list[str]:
     raise ValueError(f"phones are a space-separated string or a list; found {type(value).__name__}")
 
 
-@REGISTRY.register("phone", attrs=("max_length", "mask_ratio"), phones=phones_of)
+@REGISTRY.register("phone", attrs=("max_length", "mask_ratio"),
+                   symbols=("phones", lambda value, attrs: phones_of(value)))
 def phone(value, attrs: dict, ctx: Context) -> Tokens:
     ids = [ctx.vocab.phone_ids.get(p, UNK) for p in phones_of(value)]
     if attrs.get("max_length"):

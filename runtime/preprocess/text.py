@@ -1,12 +1,14 @@
 """TEXT: BPE tokens, with `max_length`, `uncased`, `no_punctuation`, BART span masking
-(`mask_ratio`) and random token noise (`noise_ratio`), the last two at train time only."""
+(`mask_ratio`) and random token noise (`noise_ratio`), the last two at train time only; and
+`category`: a class label as its one token (the run's vocabulary has a token per label of the
+training data)."""
 from __future__ import annotations
 
 import string
 
 import numpy as np
 
-from ..vocab.tokenizer import MASK
+from ..vocab.tokenizer import MASK, UNK
 from .base import Context, Tokens, preprocessors
 
 REGISTRY = preprocessors()
@@ -91,4 +93,25 @@ def add_noise(ids: list[int], ratio: float, ctx: Context) -> list[int]:
 
 REGISTRY.add("text_phone", text, unsupported="the encoder CTC loss over phonemes `text_phone` stands for is not built "
              "yet; for plain BPE targets leave out preprocess=text_phone")
-REGISTRY.add("category", text, unsupported="use a closed_set TEXT target: [TEXT:label,closed_set]")
+def label_of(value, attrs: dict) -> str:
+    """A category cell's class: its text, cleaned as `uncased`/`no_punctuation` say, stripped."""
+    return " ".join(clean(as_text(value, "a class label"), attrs).split())
+
+
+@REGISTRY.register("category", attrs=("uncased", "no_punctuation", "max_length"),
+                   symbols=("labels", lambda value, attrs: [label_of(value, attrs)]),
+                   cell=lambda value, attrs, base_dir: label_of(value, attrs))
+def category(value, attrs: dict, ctx: Context) -> Tokens:
+    """One token for the cell's class (OFASys' `CategoryPreprocess`: a label dictionary, one
+    symbol per class).  A class the training data never had has no token: an error on a training
+    row (the tokenizer was given, not trained on this data), `<unk>` elsewhere (a validation
+    label the model cannot answer; it scores as wrong)."""
+    label = label_of(value, attrs)
+    token = ctx.vocab.label_ids.get(label)
+    if token is None:
+        if ctx.training:
+            known = ", ".join(sorted(ctx.vocab.label_ids)[:8]) or "none"
+            raise ValueError(f"class {label!r} has no token in the run's tokenizer (its classes: {known}); "
+                             "train the tokenizer on this data (leave out `model { tokenizer = ... }`)")
+        token = UNK
+    return Tokens([token][: attrs.get("max_length") or 1])

@@ -24,8 +24,7 @@ from ..data.mixing import TaskPlan
 from ..data.scan import scan
 from ..data.tasks import as_definition, task_data
 from ..errors import DataError, NotSupportedYet, ResourceError
-from ..evaluate.scorer import closed_set
-from ..generate.search import Trie
+from ..evaluate.scorer import answer_trie, closed_set
 from ..model.config import ModelConfig
 from ..model.device import resolve_device, resolve_precision
 from ..model.network import EncoderDecoder
@@ -142,8 +141,8 @@ class TrainingRun:
         if ckpt is None and self.par.main:
             self.dir.write_setup(vocab, self.run.irs, answers={n: a for n, a in answers.items() if a is not None},
                                  config=config)
-        self.losses = {n: update.TaskLoss.of(self.run.task(n), Trie(vocab.encode(a) for a in answers[n])
-                                             if answers[n] else None) for n in self.names}
+        self.losses = {n: update.TaskLoss.of(self.run.task(n), answer_trie(self.run.task(n), vocab, answers[n]))
+                       for n in self.names}
         self.model.train()
         self.ema = EMA(self.par.unwrap(self.model), o.ema) if o.ema else None
         if self.ema is not None and ckpt is not None:

@@ -1,5 +1,6 @@
 """The run's vocabulary: a byte-level BPE tokenizer trained on the task data (Hugging Face
-`tokenizers`), with reserved tokens for box bins, image codes and phones.
+`tokenizers`), with reserved tokens for box bins, image codes, phones and class labels (one
+token per class of a `preprocess=category` slot).
 
 Layout: the five specials first (ids 0-4), then the reserved ranges, then BPE merges.  The
 layout is recovered from `tokenizer.json` alone, so a run directory needs nothing else."""
@@ -12,21 +13,22 @@ from typing import Iterable, Sequence
 
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 BOS, PAD, EOS, UNK, MASK = range(5)
-_RESERVED = re.compile(r"^<(bin|code|phone)_(.+)>$")
+_RESERVED = re.compile(r"^<(bin|code|phone|label)_(.+)>$", re.S)
 
 
 @dataclass(frozen=True)
 class Reserved:
     """Which reserved tokens a run needs (`data.corpus.reserved_for` works it out from the IR of
-    its tasks and its phone data)."""
+    its tasks, its phone data and its category labels)."""
 
     bins: int = 0
     codes: int = 0
     phones: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
 
     def tokens(self) -> list[str]:
         return ([f"<bin_{i}>" for i in range(self.bins)] + [f"<code_{i}>" for i in range(self.codes)]
-                + [f"<phone_{p}>" for p in self.phones])
+                + [f"<phone_{p}>" for p in self.phones] + [f"<label_{c}>" for c in self.labels])
 
 
 class Vocab:
@@ -39,15 +41,19 @@ class Vocab:
         self.bin_ids: list[int] = []
         self.code_ids: list[int] = []
         self.phone_ids: dict[str, int] = {}
+        self.label_ids: dict[str, int] = {}  # a category label -> its one token
         for i, content in sorted(added.items()):
             m = _RESERVED.match(content)
             if m and m.group(1) == "bin":
                 self.bin_ids.append(i)
             elif m and m.group(1) == "code":
                 self.code_ids.append(i)
-            elif m:
+            elif m and m.group(1) == "phone":
                 self.phone_ids[m.group(2)] = i
+            elif m:
+                self.label_ids[m.group(2)] = i
         self.reserved_ids = frozenset(added)  # never produced by BPE, skipped when decoding text
+        self.label_of = {i: c for c, i in self.label_ids.items()}  # ... but a label decodes to itself
         self.bin_index = {t: k for k, t in enumerate(self.bin_ids)}
 
     def __len__(self) -> int:
@@ -61,7 +67,17 @@ class Vocab:
         return [e.ids for e in self.tok.encode_batch([" " + t.strip() for t in texts], add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.tok.decode([i for i in ids if i not in self.reserved_ids]).strip()
+        """Text of token ids: BPE pieces decoded, a category label as its text, other reserved
+        tokens (specials, box bins, codes, phones) skipped."""
+        pieces, run = [], []
+        for i in ids:
+            if i in self.label_of:
+                pieces += [self.tok.decode(run).strip(), self.label_of[i]]
+                run = []
+            elif i not in self.reserved_ids:
+                run.append(i)
+        pieces.append(self.tok.decode(run).strip())
+        return " ".join(p for p in pieces if p)
 
     def bin(self, k: int) -> int:
         return self.bin_ids[k]

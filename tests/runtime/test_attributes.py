@@ -25,12 +25,11 @@ from ofac.runtime.data.rows import TaskData
 from ofac.runtime.data.sources import open_source
 from ofac.runtime.evaluate.evaluation import evaluate
 from ofac.runtime.evaluate.postprocess import POSTPROCESS
-from ofac.runtime.evaluate.scorer import Scorer, closed_set
+from ofac.runtime.evaluate.scorer import Scorer, answer_trie, closed_set
 from ofac.runtime.exec.run import TaskRunner
 from ofac.runtime.exec.targets import TARGETS
 from ofac.runtime.generate import GENERATORS
 from ofac.runtime.generate.diffusion import MotionFeatures
-from ofac.runtime.generate.search import Trie
 from ofac.runtime.generate.speech import Frames
 from ofac.runtime.model.config import ModelConfig
 from ofac.runtime.model.heads import HEADS, LOSSES
@@ -81,6 +80,8 @@ CASES = [
      {"img": "a.png", "cap": "A red, box."}),
     ('[IMAGE:img,preprocess=imagenet,mask_ratio=0.3] " [TEXT:q,mask_ratio=0.3,max_length=6] " -> [TEXT:a,closed_set]',
      {"img": "a.png", "q": "what colour is it here", "a": "red"}),
+    ("[IMAGE:img] which colour? -> [TEXT:a,preprocess=category,uncased,no_punctuation,max_length=2]",
+     {"img": "a.png", "a": "Red!"}),
     ("[IMAGE:img,preprocess=imagepretrain,mask_ratio=0.2] which region? -> [BOX:box]",
      {"img": "a.png", "box": [2, 2, 20, 20]}),
     ("[IMAGE:img] objects? -> ( [BOX:boxes] [TEXT:labels] )*", {"img": "a.png", "boxes": [[2, 2, 20, 20]],
@@ -127,7 +128,7 @@ def _run_everything(instruction: str, row: dict, root) -> None:
     assert task is not None, [d.message for d in diags]
     task = _with_generate(task)
     texts = [str(v) for v in row.values() if isinstance(v, str)] + ["red", "yes", "the quick brown fox"]
-    vocab = train_vocab(texts * 10, 300, reserved_for([task], phones=["AH", "B", "K"]))
+    vocab = train_vocab(texts * 10, 300, reserved_for([task], phones=["AH", "B", "K"], labels=["red"]))
     rows = [dict(row) for _ in range(4)]
     resources = {"image": ImageTokenizer.load(root / "tokenizer"), "audio": SpeechCodec.unnormalized(SpeechFeatures()),
                  "motion": MotionCodec.load(root / "motion")}
@@ -142,7 +143,7 @@ def _run_everything(instruction: str, row: dict, root) -> None:
                                        code_ids=(vocab.code_ids[0], len(vocab.code_ids)) if vocab.code_ids else (0, 0),
                                        code_grid=8 if vocab.code_ids else 0, frame_dim=160, motion_dim=18))
     answers = closed_set(task, train)
-    loss = TaskLoss.of(task, Trie(vocab.encode(a) for a in answers) if answers else None)
+    loss = TaskLoss.of(task, answer_trie(task, vocab, answers))
     batch = collate([train.sample(i, np.random.default_rng(i)) for i in range(2)]).to("cpu")
     terms = loss.run(model(batch), batch.decoder, loss.attrs, loss.trie)
     (loss.weight * terms.total).backward()

@@ -33,7 +33,8 @@ def test_vocab_is_trained_on_instructions_and_text_columns(tmp_path):
     tts = _data(tmp_path, "[PHONE:p] -> [TEXT:t]", [{"p": "HH AH L OW", "t": "hello"}], "tts")
     tab = _data(tmp_path, "[STRUCT:s] -> [TEXT:t]", [{"s": [["Alan", "born in", "London"]], "t": "x"}], "tab")
     tasks, datas = zip(cap, det, tts, tab)
-    texts, phones = corpus(tasks, datas)
+    texts, symbols = corpus(tasks, datas)
+    phones = symbols["phones"]
     assert "what does the picture show?" in texts and "zebra crossing" in texts and "giraffe" in texts
     assert "alan : born in : london" in texts and phones == {"HH", "AH", "L", "OW"}
     vocab = build_vocab(list(tasks), list(datas), vocab_size=300)
