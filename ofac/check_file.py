@@ -256,6 +256,13 @@ def _check_datasets(block: ast.Block, values: dict, diags: Diagnostics) -> bool:
                         help=f'write it as one string, e.g. `{split} = "a.jsonl,b.jsonl ||| c.jsonl"`, or list plain '
                              "paths (they are concatenated)")
             ok = False
+        elif ofasys_paths(items):
+            try:
+                split_paths(items)
+            except ValueError as err:
+                diags.error("E0035", f"a bad numbered range in `{split}`", pairs[split].value.span, label=str(err),
+                            help="write the range low to high, e.g. `part_[1-3].jsonl` for part_1, part_2, part_3")
+                ok = False
     ratios = values.get("sample_ratios") or ()
     if ratios and ok:
         _, datasets = split_paths(values.get("train") or ())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,22 +64,43 @@ class Dataset:
     ratio: float = 1.0
 
 
+_RANGE = re.compile(r"^(.*)\[(\d+)-(\d+)\](.*)$")
+
+
 def ofasys_paths(items) -> bool:
-    """Whether a split's value is OFASys' path syntax: one string with `|||` or `,`."""
-    return len(items) == 1 and isinstance(items[0], str) and ("|||" in items[0] or "," in items[0])
+    """Whether a split's value is OFASys' path syntax: one string with `|||`, `,` or a numbered
+    range `name_[1-3]`."""
+    if len(items) != 1 or not isinstance(items[0], str):
+        return False
+    return "|||" in items[0] or "," in items[0] or _RANGE.match(items[0].strip()) is not None
+
+
+def expand_range(name: str) -> list[str]:
+    """OFASys' `part_[1-3].jsonl`: part_1.jsonl, part_2.jsonl, part_3.jsonl (one range a path; a
+    zero-padded start, `[01-12]`, pads every number to its width).  ValueError for a range that
+    runs backwards."""
+    m = _RANGE.match(name)
+    if m is None:
+        return [name]
+    head, lo, hi, tail = m.groups()
+    if int(lo) > int(hi):
+        raise ValueError(f"the range [{lo}-{hi}] in `{name}` runs backwards")
+    width = len(lo) if lo.startswith("0") and len(lo) > 1 else 0
+    return [f"{head}{str(k).zfill(width)}{tail}" for k in range(int(lo), int(hi) + 1)]
 
 
 def split_paths(items) -> tuple[list, list[Dataset]]:
     """A split's files (or in-memory datasets), each once in order, and its datasets.  OFASys'
     syntax `a.jsonl,b.jsonl ||| c.jsonl` (one string) gives one dataset per `|||` part, whose
-    comma-separated files are read one per epoch in turn; any other value (a path, or a list of
-    them) is one dataset of every file, concatenated, every epoch."""
+    comma-separated files (a range `b_[1-3].jsonl` is three) are read one per epoch in turn; any
+    other value (a path, or a list of them) is one dataset of every file, concatenated, every
+    epoch."""
     if not ofasys_paths(items):
         return list(items), [Dataset((tuple(range(len(items))),))]
     files: list[str] = []
     out = []
     for part in items[0].split("|||"):
-        names = [f.strip() for f in part.split(",") if f.strip()]
+        names = [n for f in part.split(",") if f.strip() for n in expand_range(f.strip())]
         for n in names:
             if n not in files:
                 files.append(n)

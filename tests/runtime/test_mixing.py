@@ -244,6 +244,21 @@ def test_ofasys_paths_rotate_files_per_epoch_and_sample_datasets_by_ratio(tmp_pa
     assert len(drawn) == 25 and all(np.sum(drawn == r) >= 2 for r in range(10, 20))
 
 
+def test_a_numbered_range_is_one_file_per_epoch():
+    """OFASys' `name_[1-3]`: three paths, read one per epoch like comma-separated ones; a
+    zero-padded start pads every number."""
+    from ofac.datafile import expand_range, ofasys_paths, split_paths
+
+    files, datasets = split_paths(("part_[1-3].jsonl ||| extra.jsonl",))
+    assert files == ["part_1.jsonl", "part_2.jsonl", "part_3.jsonl", "extra.jsonl"]
+    assert [d.epochs for d in datasets] == [((0,), (1,), (2,)), ((3,),)]
+    assert ofasys_paths(("shard_[08-10].tsv",)) and not ofasys_paths(("plain.jsonl",))
+    assert split_paths(("shard_[08-10].tsv",))[0] == ["shard_08.tsv", "shard_09.tsv", "shard_10.tsv"]
+    assert expand_range("a_[5-5].jsonl") == ["a_5.jsonl"]
+    with pytest.raises(ValueError, match="runs backwards"):
+        expand_range("a_[3-1].jsonl")
+
+
 def test_rotating_datasets_resume_exactly(tmp_path, vocab):
     from ofac.datafile import Dataset
 
