@@ -13,7 +13,8 @@ import ctypes
 
 import numpy as np
 
-_SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS
+from ofac.runtime.preprocess.g2p import PhonemizerError, library, phonemes
+
 _RATE, _PITCH = 1, 3  # espeak_PARAMETER: espeakRATE (words per minute), espeakPITCH (0-100)
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -25,17 +26,14 @@ class SpeechError(RuntimeError):
 
 
 class Speaker:
-    """One espeak-ng instance (the library is process-global: use one Speaker at a time)."""
+    """The zoo's voice: espeak-ng, whose library is process-global (ofac's phonemizer shares the
+    one handle); use one Speaker at a time."""
 
     def __init__(self):
         try:
-            import espeakng_loader
-        except ImportError:
-            raise SpeechError("the speech task needs espeak-ng: pip install espeakng-loader") from None
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        self.rate = self.lib.espeak_Initialize(_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
-        if self.rate <= 0:
-            raise SpeechError(f"espeak-ng did not start (espeak_Initialize returned {self.rate})")
+            self.lib, self.rate = library()
+        except PhonemizerError as err:
+            raise SpeechError(str(err)) from None
         self._chunks: list[np.ndarray] = []
         self._callback = _CALLBACK(self._collect)  # kept referenced: the library calls it later
         self.lib.espeak_SetSynthCallback(self._callback)
@@ -60,22 +58,15 @@ class Speaker:
         return np.concatenate(self._chunks), self.rate
 
     def phonemes(self, text: str, voice: str = "en") -> str:
-        """espeak-ng's phonemes of `text` (its ASCII mnemonics), space-separated, with `|`
-        between words: "three one" -> "T r 'i: | w '0 n"."""
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise SpeechError(f"espeak-ng has no voice {voice!r}")
-        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
-        data = ctypes.c_char_p(text.encode())
-        cursor = ctypes.c_void_p(ctypes.cast(data, ctypes.c_void_p).value)
-        words = []
-        while cursor.value:  # one clause per call; the cursor moves on (NULL at the end)
-            out = self.lib.espeak_TextToPhonemes(ctypes.byref(cursor), 0, ord("_") << 8)  # "_" between phonemes
-            words += (out or b"").decode().split()
-        return " | ".join(" ".join(p for p in w.split("_") if p) for w in words)
+        """espeak-ng's phonemes of `text`: "three one" -> "T r 'i: | w ,0 n" (ofac's phonemizer)."""
+        try:
+            return phonemes(text, voice)
+        except PhonemizerError as err:
+            raise SpeechError(str(err)) from None
 
     def close(self) -> None:
-        self.lib.espeak_Terminate()
+        """Nothing to free: the library stays up for the process (ofac's phonemizer uses it too)."""
+        self.lib.espeak_SetSynthCallback(None)
 
     def __enter__(self) -> "Speaker":
         return self
