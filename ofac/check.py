@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import syntax as ast
-from .check_template import SIDES, check_box_needs_image, check_decoder, consistent_columns, same_structure
+from .check_template import (
+    SIDES,
+    check_box_needs_image,
+    check_decoder,
+    check_phones_need_audio,
+    consistent_columns,
+    same_structure,
+)
 from .diagnostics import Diagnostics, Note
 from .modalities import MODALITIES, MODALITY_NAMES
 from .names import closest
@@ -47,6 +54,7 @@ def _template(t: ast.Template, diags: Diagnostics) -> TypedTemplate | None:
     typed = TypedTemplate(enc, dec, span=t.span)
     check_decoder(typed, t, diags)
     check_box_needs_image(typed, diags)
+    check_phones_need_audio(typed, diags)
     return typed
 
 

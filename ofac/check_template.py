@@ -73,6 +73,20 @@ def check_box_needs_image(t: TypedTemplate, diags: Diagnostics) -> None:
             return
 
 
+def check_phones_need_audio(t: TypedTemplate, diags: Diagnostics) -> None:
+    """`text_phone` trains the encoder's CTC over the phonemes of the target: on an AUDIO input."""
+    slots = list(t.slots())
+    if any(s.modality == "AUDIO" and s.side == "encoder" for s in slots):
+        return
+    for s in slots:
+        if s.preprocess == "text_phone":
+            diags.error("E0046", "a text_phone target needs an AUDIO input", s.span,
+                        label="phonemes of which speech?",
+                        help="text_phone adds a CTC loss over the encoder's audio states (speech recognition): "
+                        "add `[AUDIO:column]` to the encoder side, or use preprocess=text")
+            return
+
+
 def same_structure(templates: list[TypedTemplate], diags: Diagnostics) -> None:
     """All alternatives of a task are batched together, so they must fuse alike."""
     def shape(t):

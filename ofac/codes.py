@@ -44,6 +44,7 @@ CODES = {
     "E0044": "unreadable task file",
     "E0045": "settings that do not fit together (heads, image and patch sizes; an image tokenizer's grid; "
              "f_measure without `positive`; sample ratios that do not match the datasets)",
+    "E0046": "a text_phone target without an AUDIO input",
     "W0101": "legacy `<BOS>`/`<EOS>` marker",
     "W0102": "deprecated attribute, ignored",
     "W0103": "bracketed text read as plain text",

@@ -58,6 +58,7 @@ class _Lowering:
         self.prepared: dict[int, int] = {}  # id of a slot -> its preprocess op
         self.template = t
         enc = [self.segment(seg, "encoder") for seg in segments(t.encoder) if _has_content(seg)]
+        self.encoder_ops = enc
         self.emit("encoder", "", enc, span=t.span)
         (seg,) = segments(t.decoder)
         adapted = self.segment(seg, "decoder")
@@ -139,6 +140,15 @@ class _Lowering:
 
     # ---------------------------------------------------------------- target
 
+    def _phone_ctc_input(self, seg: Segment) -> int | None:
+        """A text_phone target's CTC input: the adapted AUDIO encoder segment (the first, if
+        several; the checker made sure there is one)."""
+        if not any(s.preprocess == "text_phone" for s in seg.data_slots()):
+            return None
+        return next((op for op in self.encoder_ops
+                     if self.ops[op].kind == "adapt" and self.ops[self.ops[op].args[0]].kind == "preprocess"
+                     and self.ops[self.ops[op].args[0]].name == "audio"), None)
+
     def decoder(self, seg: Segment, adapted: int) -> None:
         if seg.kind == "slot":
             s = seg.items[0]
@@ -153,14 +163,19 @@ class _Lowering:
         closed = seg.kind == "tokens" and any(s.get("closed_set") or s.preprocess == "category"
                                               for s in seg.data_slots())
         loss_attrs = [("weight", self.task.setting("weight", 1.0))]
+        loss, loss_args = target.loss, [tgt]
         if target.loss == "label_smoothed_ce":
             loss_attrs = [("eps", self.task.setting("label_smoothing", 0.1))] + loss_attrs + [("constrained", closed)]
+            audio = self._phone_ctc_input(seg)
+            if audio is not None:  # text_phone: OFASys' ASR loss, the decoder's CE and the encoder's CTC
+                loss, loss_args = "speech_to_text", [tgt, audio]
+                loss_attrs += [("ce_weight", 1.0), ("ctc_weight", self.task.setting("ctc_weight", 1.0))]
         elif target.loss == "tacotron2":  # one positive stop frame per utterance: weigh it up (ESPnet: 5)
             loss_attrs += [("bce_pos_weight", 5.0), ("guided_attention", 1.0)]  # and align near the diagonal
         elif target.loss == "diffusion":
             loss_attrs += [("weighting", self.task.setting("diffusion_weighting", "snr")),
                            ("drop_prompt", self.task.setting("drop_prompt", 0.1))]
-        self.emit("loss", target.loss, [tgt], loss_attrs, span)
+        self.emit("loss", loss, loss_args, loss_attrs, span)
         gen = dict(target.generate_defaults)
         if output == "box":
             gen.update(_BOX_ONLY)

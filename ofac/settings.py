@@ -68,6 +68,9 @@ TASK = BlockSchema("task", "one instruction and its data", (
             "`&&`-separated text, or OFASys' VQA `conf|!+answer&&...`; default: the target itself)"),
     Setting("positive", "str", "the positive label of `metric = f_measure`"),
     Setting("label_smoothing", "float", "label smoothing of the cross-entropy loss", default=0.1, lo=0.0, hi=0.999),
+    Setting("ctc_weight", "float", "text_phone targets: the weight of the encoder's CTC loss over the target's "
+            "phonemes beside the decoder's cross-entropy (OFASys' speech_to_text_loss; 0 turns it off)",
+            default=1.0, lo=0.0),
     Setting("decoder_plain_with_loss", "bool", "train on decoder plain text too (OFASys switch)", default=False),
     Setting("answers", "strings", "candidate answers of a closed_set target (default: the training targets)",
             default=()),

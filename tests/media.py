@@ -29,7 +29,8 @@ def write_audio(path: Path, seconds=0.5, rate=22050, freq=440.0, channels=1) -> 
     return path
 
 
-def write_video(path: Path, frames=12, size=(32, 32), fps=10, color=(0, 200, 0)) -> Path:
+def write_video(path: Path, frames=12, size=(32, 32), fps=10, color=(0, 200, 0), bar: int = 6) -> Path:
+    """A bar `bar` pixels wide of `color` moving right on black (`bar` = the width: a plain frame)."""
     import av
 
     with av.open(str(path), "w") as out:
@@ -37,7 +38,7 @@ def write_video(path: Path, frames=12, size=(32, 32), fps=10, color=(0, 200, 0))
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         for k in range(frames):
             arr = np.zeros((size[1], size[0], 3), dtype=np.uint8)
-            arr[:, (k * 2) % size[0]:(k * 2) % size[0] + 6] = color
+            arr[:, (k * 2) % size[0]:(k * 2) % size[0] + bar] = color
             for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():

@@ -46,6 +46,15 @@ def test_verifier_checks_argument_kinds():
     assert any("is a read op; takes adapt" in m for m in ir.verify(bad))
 
 
+def test_a_loss_reads_its_target_first_and_may_read_an_encoder_segment():
+    p = _program("[AUDIO:wav] what is said? -> [TEXT:text,preprocess=text_phone]")
+    loss = next(o for o in p.ops if o.kind == "loss")
+    assert loss.name == "speech_to_text" and p.ops[loss.args[1]].opcode == "adapt.audio_fbank"
+    assert ir.verify(p) == []
+    swapped = _with(p, loss.id, args=loss.args[::-1])
+    assert any("its first argument" in m and "should be a target op" in m for m in ir.verify(swapped))
+
+
 def test_verifier_checks_arity():
     p = _program()
     adapt = _index(p, "adapt.image_patch")

@@ -46,6 +46,7 @@ class OpKind:
     unique: bool = False  # exactly one per program
     sink: bool = False  # its result need not be used (the program's outputs)
     open_attrs: bool = False  # named implementations add attributes of their own
+    first: str = ""  # the kind its first argument must be, where arg_kinds allows more
 
     def attr(self, name: str) -> OpAttr | None:
         return next((a for a in self.attrs if a.name == name), None)
@@ -71,8 +72,10 @@ OP_KINDS: dict[str, OpKind] = {k.kind: k for k in (
     OpKind("encoder", "the encoder's input: its segments in order", (0, None), ("adapt",), unique=True, sink=True),
     OpKind("target", "what the decoder produces, by a registered output head", (1, 1), ("adapt",), named=True,
            unique=True, open_attrs=True),
-    OpKind("loss", "how the head's target is trained", (1, 1), ("target",), attrs=(OpAttr("weight", "float"),),
-           named=True, unique=True, sink=True, open_attrs=True),
+    OpKind("loss", "how the head's target is trained (a second argument: an encoder segment the loss also "
+           "reads, as the CTC of speech recognition reads the audio)", (1, 2), ("target", "adapt"),
+           attrs=(OpAttr("weight", "float"),),
+           named=True, unique=True, sink=True, open_attrs=True, first="target"),
     OpKind("generate", "how the head's target is generated at inference", (1, 1), ("target",), named=True,
            unique=True, open_attrs=True),
     OpKind("postprocess", "generated output turned into an answer", (1, 1), ("generate",), named=True,

@@ -45,6 +45,10 @@ def _arguments(p: Program, op: Op, spec, i: int, where: str) -> list[str]:
     problems = []
     if len(op.args) < lo or (hi is not None and len(op.args) > hi):
         problems.append(f"{where}: takes {lo}..{hi if hi is not None else 'n'} arguments, has {len(op.args)}")
+    if spec.first and op.args and isinstance(op.args[0], int) and 0 <= op.args[0] < i \
+            and p.ops[op.args[0]].kind != spec.first:
+        problems.append(f"{where}: its first argument %{op.args[0]} is a {p.ops[op.args[0]].kind} op; "
+                        f"should be a {spec.first} op")
     for a in op.args:
         if not isinstance(a, int) or not 0 <= a < i:
             problems.append(f"{where}: argument %{a} is not defined before use")

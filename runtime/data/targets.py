@@ -18,10 +18,16 @@ class TokenBatch:
     target: object  # [B, L] int64: PAD where there is no target token
     loss_mask: object  # [B, L] bool: positions that carry loss
     prefix: object  # [B] int64: forced prefix lengths
+    # a text_phone target's CTC (None without): phonemes [B, P] int64 (offsets into the phone
+    # tokens, the blank 0; 0-padded), their counts [B], and [3]: the encoder segment CTC reads,
+    # the first phone token id and the number of phone tokens
+    phones: object = None
+    phone_lengths: object = None
+    ctc: object = None
 
     def map(self, fn) -> "TokenBatch":
         """The same batch with `fn` applied to every array (to a device, to tensors)."""
-        return TokenBatch(*(fn(getattr(self, f.name)) for f in fields(self)))
+        return TokenBatch(*(None if getattr(self, f.name) is None else fn(getattr(self, f.name)) for f in fields(self)))
 
     @property
     def target_tokens(self) -> int:
@@ -37,7 +43,15 @@ def token_batch(targets: list) -> TokenBatch:
     for i, t in enumerate(targets):
         n = len(t.target)
         inputs[i, :n], target[i, :n], mask[i, :n] = t.inputs, t.target, t.loss_mask
-    return TokenBatch(inputs, target, mask, np.array([t.prefix for t in targets], dtype=np.int64))
+    batch = TokenBatch(inputs, target, mask, np.array([t.prefix for t in targets], dtype=np.int64))
+    if targets[0].phones is not None:  # one task per batch: all rows or none have phonemes
+        lengths = np.array([len(t.phones) for t in targets], dtype=np.int64)
+        phones = np.zeros((len(targets), max(1, int(lengths.max()))), dtype=np.int64)
+        for i, t in enumerate(targets):
+            phones[i, :len(t.phones)] = t.phones
+        batch.phones, batch.phone_lengths = phones, lengths
+        batch.ctc = np.array(targets[0].ctc, dtype=np.int64)
+    return batch
 
 
 @dataclass

@@ -24,6 +24,10 @@ class TokenTarget:
     target: list[int]  # content + EOS (clean)
     loss_mask: list[bool]  # per target position
     prefix: int  # leading target tokens that are forced, not predicted, at inference
+    # a text_phone target's CTC over the encoder (None: no CTC): the phonemes (offsets into the
+    # phone tokens, the blank 0), and (encoder segment read, first phone token id, phone tokens)
+    phones: list[int] | None = None
+    ctc: tuple[int, int, int] | None = None
 
 
 @dataclass

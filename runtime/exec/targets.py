@@ -30,7 +30,22 @@ def tokens(row, group) -> TokenTarget:
     while prefix < len(loss) and not loss[prefix]:
         prefix += 1
     any_loss = any(flag for _, flag in pieces)
-    return TokenTarget([BOS] + fed, clean + [EOS], loss + [any_loss], prefix)
+    out = TokenTarget([BOS] + fed, clean + [EOS], loss + [any_loss], prefix)
+    segment = _ctc_segment(row.program)
+    if segment >= 0 and row.ctx.split != "test":
+        out.phones = [p for t, flag in pieces if flag for p in (t.meta or {}).get("phones", ())]
+        phone_ids = row.ctx.vocab.phone_ids
+        out.ctc = (segment, min(phone_ids.values()), len(phone_ids))
+    return out
+
+
+def _ctc_segment(program) -> int:
+    """Which encoder segment a loss with CTC reads (its second argument; `speech_to_text` with a
+    CTC weight), or -1."""
+    loss = program.only("loss")
+    if len(loss.args) < 2 or not attributes(loss).get("ctc_weight"):
+        return -1
+    return program.only("encoder").args.index(loss.args[1])
 
 
 @TARGETS.register("codes")

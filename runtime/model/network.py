@@ -76,13 +76,19 @@ class EncoderDecoder(nn.Module):
             x = layer(x, mask=mask)
         return self.ln_enc(x)
 
-    def encode(self, batch):
-        """-> memory [B, S, D] and its mask [B, 1, 1, S] (True = a real position)."""
+    def encode(self, batch, spans: list | None = None):
+        """-> memory [B, S, D] and its mask [B, 1, 1, S] (True = a real position).  `spans`: a
+        list that receives each example's segments as (start, length) in the memory."""
         parts = {name: self.embed_input(name, x, batch.lengths.get(name)) for name, x in batch.inputs.items()}
         rows = []
         for layout in batch.layout:  # one example: its segments in encoder order
             segs = [parts[a][0][i, : int(parts[a][1][i])] for a, i in layout]
             rows.append(torch.cat(segs) if segs else self.empty)  # [S_b, D]
+            if spans is not None:
+                starts = [0]
+                for seg in segs:
+                    starts.append(starts[-1] + seg.shape[0])
+                spans.append([(a, int(b) - int(a)) for a, b in zip(starts, starts[1:])])
         sizes = [r.shape[0] for r in rows]
         lengths = torch.tensor(sizes, device=rows[0].device)
         x = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # [B, S, D]
@@ -140,13 +146,31 @@ class EncoderDecoder(nn.Module):
         return self.decode(head, SimpleNamespace(inputs=x, level=level, known=known, lengths=lengths), memory, mask)
 
     def forward(self, batch):
-        memory, mask = self.encode(batch)
+        """-> the head's teacher-forced outputs; in training with a CTC target (text_phone), the
+        pair (outputs, phone_ctc(...))."""
+        ctc = getattr(batch.decoder, "ctc", None) if self.training else None
+        spans = [] if ctc is not None else None
+        memory, mask = self.encode(batch, spans)
         head = self.heads[batch.head]
         drop = getattr(batch.decoder, "drop", None)
         if drop is not None and bool(drop.any()):
             memory, mask = self.unprompted(memory, mask, drop)
         inputs = batch.decoder if getattr(head, "reads_batch", False) else batch.decoder.inputs
-        return self.decode(batch.head, inputs, memory, mask)
+        out = self.decode(batch.head, inputs, memory, mask)
+        if ctc is None:
+            return out
+        segment, first, count = (int(v) for v in ctc.tolist())
+        return out, self.phone_ctc(memory, [row[segment] for row in spans], first, count)
+
+    def phone_ctc(self, memory, spans, first: int, count: int):
+        """The encoder's phoneme log-probabilities for a CTC loss (OFASys' speech_to_text_loss:
+        the states of one segment, the audio, projected onto the phone tokens' embedding rows;
+        the first of them is the blank).  memory [B, S, D]; spans: each example's (start,
+        length) of the segment -> (log-probs [T, B, count] float32, lengths [B])."""
+        lengths = torch.tensor([n for _, n in spans], device=memory.device)
+        states = nn.utils.rnn.pad_sequence([memory[b, s:s + n] for b, (s, n) in enumerate(spans)], batch_first=True)
+        logits = torch.nn.functional.linear(states, self.embed.weight[first:first + count])
+        return logits.float().log_softmax(-1).transpose(0, 1), lengths
 
     # ------------------------------------------------------------------ generation
 

@@ -8,8 +8,9 @@ import string
 
 import numpy as np
 
-from ..vocab.tokenizer import MASK, UNK
+from ..vocab.tokenizer import BLANK_PHONE, MASK, UNK
 from .base import Context, Tokens, preprocessors
+from .g2p import ctc_phones
 
 REGISTRY = preprocessors()
 
@@ -91,8 +92,25 @@ def add_noise(ids: list[int], ratio: float, ctx: Context) -> list[int]:
     return [int(ctx.rng.integers(low, high)) if f else t for t, f in zip(ids, flips)]
 
 
-REGISTRY.add("text_phone", text, unsupported="the encoder CTC loss over phonemes `text_phone` stands for is not built "
-             "yet; for plain BPE targets leave out preprocess=text_phone")
+def _phones(value, attrs: dict) -> list[str]:
+    """The CTC phonemes of a text_phone cell, with the CTC blank (each gets a reserved token)."""
+    return ctc_phones(clean(as_text(value), attrs)) + [BLANK_PHONE]
+
+
+@REGISTRY.register("text_phone", attrs=("max_length", "uncased", "no_punctuation", "noise_ratio"),
+                   corpus=_texts, symbols=("phones", _phones), cell=lambda value, attrs, base_dir: as_text(value))
+def text_phone(value, attrs: dict, ctx: Context) -> Tokens:
+    """An ASR target (OFASys' `TextForPhonePreprocess`): the text's BPE tokens for the decoder,
+    and its phonemes (espeak-ng, without stress) as the encoder's CTC target in `meta["phones"]`:
+    offsets into the run's phone tokens, the blank first.  A phoneme the vocabulary lacks (met
+    only outside the training data) is left out of the CTC target."""
+    out = text(value, attrs, ctx)
+    first = ctx.vocab.phone_ids.get(BLANK_PHONE)
+    if first is None:
+        raise ValueError("this vocabulary has no CTC blank: it was trained without text_phone targets")
+    ids = (ctx.vocab.phone_ids.get(p) for p in ctc_phones(clean(as_text(value), attrs)))
+    out.meta = {"phones": [i - first for i in ids if i is not None]}
+    return out
 def label_of(value, attrs: dict) -> str:
     """A category cell's class: its text, cleaned as `uncased`/`no_punctuation` say, stripped."""
     return " ".join(clean(as_text(value, "a class label"), attrs).split())

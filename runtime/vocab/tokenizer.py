@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 BOS, PAD, EOS, UNK, MASK = range(5)
+BLANK_PHONE = "<blank>"  # the CTC blank of text_phone targets: a phone token no phonemizer writes
 _RESERVED = re.compile(r"^<(bin|code|phone|label)_(.+)>$", re.S)
 
 
@@ -27,8 +28,10 @@ class Reserved:
     labels: tuple[str, ...] = ()
 
     def tokens(self) -> list[str]:
+        # the CTC blank first among the phones: the phone tokens' range starts with it
+        phones = ([BLANK_PHONE] if BLANK_PHONE in self.phones else []) + [p for p in self.phones if p != BLANK_PHONE]
         return ([f"<bin_{i}>" for i in range(self.bins)] + [f"<code_{i}>" for i in range(self.codes)]
-                + [f"<phone_{p}>" for p in self.phones] + [f"<label_{c}>" for c in self.labels])
+                + [f"<phone_{p}>" for p in phones] + [f"<label_{c}>" for c in self.labels])
 
 
 class Vocab:

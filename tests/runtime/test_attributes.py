@@ -38,7 +38,7 @@ from ofac.runtime.preprocess import bvh, registry
 from ofac.runtime.preprocess.motion import encode
 from ofac.runtime.registry import Attributes
 from ofac.runtime.train.update import TaskLoss
-from ofac.runtime.vocab.tokenizer import train_vocab
+from ofac.runtime.vocab.tokenizer import BLANK_PHONE, train_vocab
 
 REGISTRIES = {"preprocess": [registry("torch"), registry("numpy")], "target": [TARGETS, HEADS], "loss": [LOSSES],
               "generate": [GENERATORS], "postprocess": [POSTPROCESS]}
@@ -87,6 +87,8 @@ CASES = [
     ("[IMAGE:img] objects? -> ( [BOX:boxes] [TEXT:labels] )*", {"img": "a.png", "boxes": [[2, 2, 20, 20]],
                                                                  "labels": ["red"]}),
     ("[AUDIO:wav,use_mask,n_frames_per_step=1] said? -> [TEXT:t]", {"wav": "a.wav", "t": "yes"}),
+    ("[AUDIO:wav] said? -> [TEXT:t,preprocess=text_phone,uncased,no_punctuation,noise_ratio=0.1,max_length=8]",
+     {"wav": "a.wav", "t": "Yes, red."}),
     ("[VIDEO:v,num_frames=4] what happens? -> [TEXT:t]", {"v": "v.mp4", "t": "it moves"}),
     ("[VIDEO:v,preprocess=video_augment] what happens? -> [TEXT:t]", {"v": "v.mp4", "t": "it moves"}),
     ("[STRUCT:t,preprocess=table,uncased,max_length=12] -> [TEXT:x]", {"t": [["Ann", "Age", "3"]], "x": "ann"}),
@@ -128,7 +130,8 @@ def _run_everything(instruction: str, row: dict, root) -> None:
     assert task is not None, [d.message for d in diags]
     task = _with_generate(task)
     texts = [str(v) for v in row.values() if isinstance(v, str)] + ["red", "yes", "the quick brown fox"]
-    vocab = train_vocab(texts * 10, 300, reserved_for([task], phones=["AH", "B", "K"], labels=["red"]))
+    vocab = train_vocab(texts * 10, 300, reserved_for([task], phones=["AH", "B", "K", "r", "E", "d", BLANK_PHONE],
+                                                      labels=["red"]))
     rows = [dict(row) for _ in range(4)]
     resources = {"image": ImageTokenizer.load(root / "tokenizer"), "audio": SpeechCodec.unnormalized(SpeechFeatures()),
                  "motion": MotionCodec.load(root / "motion")}

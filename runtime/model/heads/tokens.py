@@ -98,3 +98,21 @@ def label_smoothed_ce(logits, targets, attrs: dict, trie=None) -> LossTerms:
     allowed = allowed_tokens(trie, targets, logits.shape[-1]) if attrs.get("constrained") and trie else None
     loss, nll = token_losses(logits, targets.target, targets.loss_mask, attrs.get("eps", 0.0), allowed)
     return LossTerms(loss.sum(), nll.detach().sum())
+
+
+@LOSSES.register("speech_to_text", attrs=("eps", "constrained", "ce_weight", "ctc_weight"), required=("weight",))
+def speech_to_text(outputs, targets, attrs: dict, trie=None) -> LossTerms:
+    """OFASys' ASR loss (`speech_to_text_loss`, a text_phone target): `ce_weight` x the decoder's
+    label-smoothed cross-entropy + `ctc_weight` x the encoder's CTC over the target's phonemes
+    (both summed over the micro-batch, as the other losses; rows whose audio is too short for
+    their phonemes add no CTC: zero_infinity).  The reported NLL is the decoder's.  Outside
+    training the model returns the logits alone: validation scores the decoder."""
+    logits, ctc = outputs if isinstance(outputs, tuple) else (outputs, None)
+    terms = label_smoothed_ce(logits, targets, attrs, trie)
+    total = attrs.get("ce_weight", 1.0) * terms.total
+    if ctc is not None and attrs.get("ctc_weight"):
+        log_probs, lengths = ctc
+        phones = F.ctc_loss(log_probs, targets.phones, lengths, targets.phone_lengths, blank=0,
+                            reduction="sum", zero_infinity=True)
+        total = total + attrs["ctc_weight"] * phones
+    return LossTerms(total, terms.nll)
