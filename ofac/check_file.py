@@ -241,7 +241,22 @@ def _task(block: ast.Block, values, children, diags: Diagnostics) -> CheckedTask
                     label="binary F1 needs to know which answer counts as positive",
                     help="add a setting such as `positive = \"yes\"` (one of the task's answers)")
         return None
+    if dict(values).get("scst") and not _text_target(typed):
+        pair = next(e for e in block.entries if isinstance(e, ast.Pair) and e.key == "scst")
+        diags.error("E0045", "`scst` on a target that is not text", pair.value.span,
+                    label="the reward is the CIDEr-D of generated text",
+                    help="use scst on a TEXT target (captioning), or remove it")
+        return None
     return CheckedTask(block.label, typed, values, children.get("generate", ()), span=block.span)
+
+
+def _text_target(typed) -> bool:
+    """Whether every template's decoder side is plain text slots (what SCST can reward)."""
+    from .typed import slots_of
+
+    return all(slots and all(s.modality == "TEXT" and s.preprocess == "text" and not s.get("closed_set")
+                             for s in slots)
+               for t in typed for slots in [[s for item in t.decoder for s in slots_of(item)]])
 
 
 def _check_datasets(block: ast.Block, values: dict, diags: Diagnostics) -> bool:

@@ -71,6 +71,10 @@ TASK = BlockSchema("task", "one instruction and its data", (
     Setting("ctc_weight", "float", "text_phone targets: the weight of the encoder's CTC loss over the target's "
             "phonemes beside the decoder's cross-entropy (OFASys' speech_to_text_loss; 0 turns it off)",
             default=1.0, lo=0.0),
+    Setting("scst", "bool", "TEXT targets: train by self-critical sequence training (OFA's second captioning "
+            "stage): the CIDEr-D of sampled answers against the greedy answer's, instead of the cross-entropy",
+            default=False),
+    Setting("scst_samples", "int", "SCST: answers sampled per example each update", default=5, lo=2, hi=64),
     Setting("decoder_plain_with_loss", "bool", "train on decoder plain text too (OFASys switch)", default=False),
     Setting("answers", "strings", "candidate answers of a closed_set target (default: the training targets)",
             default=()),
@@ -181,6 +185,8 @@ TRAIN = BlockSchema("train", "the optimization of all tasks together", (
     Setting("bucket_by_length", "bool", "group rows of similar length into micro-batches (less padding)",
             default=False),
     Setting("seed", "int", "random seed", default=1),
+    Setting("init", "path", "a run directory whose weights start this run (checkpoints/best, else the latest) and "
+            "whose tokenizer is this run's vocabulary; the model sizes must match (a second stage such as SCST)"),
     Setting("ema", "float", "EMA decay of the weights (0: off)", default=0.0, lo=0.0, hi=1.0),
     Setting("eval_every", "int", "validate every N updates", default=500, lo=1),
     Setting("save_every", "int", "checkpoint every N updates", default=500, lo=1),

@@ -6,7 +6,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.ofa"))
 MAKE_DATA = {"demo.ofa": ["make_data.py"], "multitask.ofa": ["make_data.py", "--zoo"],
              "quick.ofa": ["make_data.py", "--zoo"], "images.ofa": ["make_images.py"],
              "speech.ofa": ["make_speech.py"], "motion.ofa": ["make_motion.py"],
-             "catalogue.ofa": ["make_catalogue.py"]}
+             "catalogue.ofa": ["make_catalogue.py"], "caption.ofa": ["make_data.py"],
+             "caption_scst.ofa": ["make_data.py"]}
 
 
 def ofasys_corpus() -> list[tuple[str, str]]:

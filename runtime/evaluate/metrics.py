@@ -118,31 +118,50 @@ def iou_acc(preds: list, refs: list, threshold: float = 0.5) -> float:
     return hits / max(1, len(refs))
 
 
-def cider(preds: list[str], refs: list, n: int = 4, sigma: float = 6.0) -> float:
-    """CIDEr-D (TF-IDF n-gram cosine with a Gaussian length penalty, candidate counts clipped
-    by the reference's), averaged over each example's references; document frequencies count
-    an example once however many of its references hold an n-gram."""
-    def grams(text, k):
+class CiderD:
+    """CIDEr-D against a corpus of references: TF-IDF n-gram (1..n) cosine with a Gaussian length
+    penalty (sigma), candidate counts clipped by the reference's, averaged over an example's
+    references, x10.  The document frequencies count an example once however many of its
+    references hold an n-gram: over the evaluated set for the metric (`cider`), over the training
+    references for SCST's reward (OFASys' `scst_cider_cached_tokens`)."""
+
+    def __init__(self, corpus: list, n: int = 4, sigma: float = 6.0):
+        self.n, self.sigma = n, sigma
+        lists = [several(r) for r in corpus]
+        self.log_n = math.log(max(1.0, float(len(lists))))
+        self.df = [Counter(g for rs in lists for g in set().union(*(self._grams(r, k) for r in rs)))
+                   for k in range(1, n + 1)]
+
+    @staticmethod
+    def _grams(text: str, k: int) -> Counter:
         words = normalize(text).split()
         return Counter(tuple(words[i:i + k]) for i in range(len(words) - k + 1))
 
-    lists = [several(r) for r in refs]
-    total = 0.0
-    log_n = math.log(max(1.0, float(len(refs))))
-    for k in range(1, n + 1):
-        ref_grams = [[grams(r, k) for r in rs] for rs in lists]
-        df = Counter(g for rgs in ref_grams for g in set().union(*rgs))
-        for p, rs, rgs in zip(preds, lists, ref_grams):
-            pg = grams(p, k)
-            vp = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in pg.items()}
+    def _vector(self, text: str, k: int) -> dict:
+        df = self.df[k - 1]
+        return {g: c * (self.log_n - math.log(max(1.0, df[g]))) for g, c in self._grams(text, k).items()}
+
+    def score(self, pred: str, refs) -> float:
+        """One candidate against its references (a list, or what `several` splits)."""
+        rs = several(refs)
+        total = 0.0
+        for k in range(1, self.n + 1):
+            vp = self._vector(pred, k)
             norm_p = math.sqrt(sum(v * v for v in vp.values()))
-            for r, rg in zip(rs, rgs):
-                vr = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in rg.items()}
+            for r in rs:
+                vr = self._vector(r, k)
                 dot = sum(min(vp[g], vr[g]) * vr[g] for g in vp if g in vr)
                 norm = norm_p * math.sqrt(sum(v * v for v in vr.values()))
-                delta = len(normalize(p).split()) - len(normalize(r).split())
-                total += (dot / norm if norm else 0.0) * math.exp(-delta * delta / (2 * sigma * sigma)) / n / len(rs)
-    return 10.0 * total / max(1, len(refs))
+                delta = len(normalize(pred).split()) - len(normalize(r).split())
+                total += ((dot / norm if norm else 0.0) * math.exp(-delta * delta / (2 * self.sigma ** 2))
+                          / self.n / len(rs))
+        return 10.0 * total
+
+
+def cider(preds: list[str], refs: list, n: int = 4, sigma: float = 6.0) -> float:
+    """CIDEr-D of the predictions, document frequencies over the references given (`CiderD`)."""
+    scorer = CiderD(refs, n, sigma)
+    return sum(scorer.score(p, r) for p, r in zip(preds, refs)) / max(1, len(refs))
 
 
 def rouge_l(preds: list[str], refs: list[str]) -> float:

@@ -33,6 +33,7 @@ class TrainOptions:
     loss_mean: str = "tokens"  # tokens | tasks
     bucket_by_length: bool = False
     seed: int = 1
+    init: str | None = None  # a run directory whose weights and tokenizer start this run
     ema: float = 0.0  # 0: off
     eval_every: int = 500
     save_every: int = 500

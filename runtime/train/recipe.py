@@ -31,6 +31,7 @@ from ..model.network import EncoderDecoder
 from ..store.checkpoint import (
     canonical_weights,
     latest_checkpoint,
+    load_weights,
     read_checkpoint,
     rng_state,
     save_best,
@@ -118,6 +119,10 @@ class TrainingRun:
         opt_state = state = None
         if ckpt is not None:
             opt_state, state = read_checkpoint(ckpt, model)
+        elif o.init:  # a second stage: the earlier run's weights, a fresh optimizer and schedule
+            start_from = self._init_checkpoint()
+            load_weights(model, start_from / "model.safetensors")
+            self.log(f"initialized from {start_from}")
         if self.par.distributed:  # dropout draws differently on each rank
             torch.manual_seed(o.seed + self.par.rank)
         try:
@@ -141,7 +146,8 @@ class TrainingRun:
         if ckpt is None and self.par.main:
             self.dir.write_setup(vocab, self.run.irs, answers={n: a for n, a in answers.items() if a is not None},
                                  config=config)
-        self.losses = {n: update.TaskLoss.of(self.run.task(n), answer_trie(self.run.task(n), vocab, answers[n]))
+        self.losses = {n: update.TaskLoss.of(self.run.task(n), answer_trie(self.run.task(n), vocab, answers[n]),
+                                             self._loss_context(n, vocab))
                        for n in self.names}
         self.model.train()
         self.ema = EMA(self.par.unwrap(self.model), o.ema) if o.ema else None
@@ -251,6 +257,37 @@ class TrainingRun:
                 "train": self.options.to_dict(), "export": {k: list(v) if isinstance(v, tuple) else v
                                                            for k, v in self.run.export.items()}}
 
+    def _init_dir(self) -> Path:
+        return Path(os.path.normpath(self.run.base_dir / self.options.init))
+
+    def _init_checkpoint(self) -> Path:
+        """`train { init = RUN }`: RUN's best weights, else its latest checkpoint's."""
+        run = self._init_dir()
+        best = run / "checkpoints" / "best"
+        found = best if (best / "model.safetensors").exists() else latest_checkpoint(run) if run.is_dir() else None
+        if found is None:
+            raise CheckpointError("E0110", "`init` names a run directory without weights", run,
+                                  help="give `train { init = ... }` a run directory that has trained "
+                                       "(its checkpoints/best or checkpoints/latest)")
+        return found
+
+    def _loss_context(self, name: str, vocab: Vocab) -> dict:
+        """What a loss that runs the model needs of the run: for SCST the vocabulary, the target
+        column and a CIDEr-D scorer whose document frequencies are the training references'."""
+        task = next(t for t in self.run.tasks if t.name == name)
+        if task.ir.programs[0].only("loss").name != "scst":
+            return {}
+        if self.par.distributed:
+            raise NotSupportedYet("`scst` with more than one process", help="train the SCST stage in one process")
+        from ..evaluate.metrics import CiderD
+
+        column = task.ir.get("targets")[0]
+        refs_column = task.settings.get("references") or column
+        data = self.train_data[name]
+        refs = [row.get(refs_column) or row.get(column) for row in map(data.readable, range(len(data)))
+                if row is not None]
+        return {"vocab": vocab, "column": column, "cider": CiderD([r for r in refs if r])}
+
     def _run_dir(self) -> tuple[Vocab, dict, Path | None]:
         ckpt = latest_checkpoint(self.dir.path) if self.dir.path.exists() else None
         if self.resume:
@@ -260,7 +297,13 @@ class TrainingRun:
         self.dir.check_new(ckpt)
         from tokenizers import Tokenizer
 
-        # rank 0 trains the tokenizer; every rank gets the same one
+        # rank 0 trains the tokenizer; every rank gets the same one (`init`: the earlier run's)
+        if self.options.init and not self.run.model.get("tokenizer"):
+            path = self._init_dir() / "tokenizer.json"
+            if not path.exists():
+                raise CheckpointError("E0110", "`init` names a directory without a tokenizer.json", path.parent,
+                                      help="give `train { init = ... }` the run directory of an earlier `ofac run`")
+            return (vocab := Vocab.load(path)), self._config(vocab), None
         text = self.par.broadcast(run_vocab(self.run).tok.to_str() if self.par.main else None)
         vocab = Vocab(Tokenizer.from_str(text))
         return vocab, self._config(vocab), None

@@ -16,6 +16,7 @@ import torch
 from ..generate.search import Trie
 from ..model.heads import LOSSES
 from ..registry import attributes
+from . import scst  # noqa: F401  (registers loss.scst, a loss that runs the model)
 
 
 @dataclass
@@ -26,11 +27,14 @@ class TaskLoss:
     run: object
     attrs: dict
     trie: Trie | None = None
+    reads_model: bool = False  # the loss takes (model, batch, this) and runs the model itself (SCST)
+    context: dict = field(default_factory=dict)  # what such a loss needs of the run (vocab, reward scorer)
 
     @classmethod
-    def of(cls, task, trie: Trie | None = None) -> "TaskLoss":
+    def of(cls, task, trie: Trie | None = None, context: dict | None = None) -> "TaskLoss":
         op = task.programs[0].only("loss")
-        return cls(LOSSES.check(op).run, attributes(op), trie)
+        impl = LOSSES.check(op)
+        return cls(impl.run, attributes(op), trie, bool(impl.extra.get("reads_model")), dict(context or {}))
 
     @property
     def weight(self) -> float:
@@ -68,9 +72,13 @@ def backward(par, model, pending: list[tuple[str, object]], losses: dict[str, Ta
 def _micro_batch(model, batch, n: int, loss: TaskLoss, totals: Totals, task: str, dtype, scale: float) -> None:
     """Forward and backward one micro-batch of `n` units, its loss times `scale`."""
     autocast = torch.autocast(batch.decoder.inputs.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-    with autocast:
-        outputs = model(batch)
-    terms = loss.run(outputs, batch.decoder, loss.attrs, loss.trie)
+    if loss.reads_model:
+        with autocast:
+            terms = loss.run(model, batch, loss)
+    else:
+        with autocast:
+            outputs = model(batch)
+        terms = loss.run(outputs, batch.decoder, loss.attrs, loss.trie)
     total = loss.weight * terms.total
     (total * scale).backward()
     totals.loss += total.item()

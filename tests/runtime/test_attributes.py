@@ -164,6 +164,28 @@ def _run_everything(instruction: str, row: dict, root) -> None:
         scorer.output([tok for tok, m in zip(t.target[t.prefix:-1], t.loss_mask[t.prefix:-1]) if m], gold.meta)
 
 
+def _scst_task():
+    source = "task cap {\n  instruction: describe [TEXT:s] -> [TEXT:t]\n  scst = true\n  scst_samples = 2\n}\n"
+    compiled, diags = compiler.compile_source(source, "<t>", None, check_data=False)
+    assert compiled is not None, [d.message for d in diags]
+    return compiled.tasks[0]
+
+
+def _run_scst(task) -> None:
+    """One SCST update's loss (the loss generates, so it takes the model) on two rows."""
+    from ofac.runtime.evaluate.metrics import CiderD
+
+    rows = [{"s": "a red box", "t": "red box"}, {"s": "a blue box", "t": "blue box"}]
+    vocab = train_vocab(["a red box", "a blue box", "red box", "blue box"] * 10, 300, reserved_for([task]))
+    data = TaskData(TaskRunner(task, vocab, "train"), [open_source(rows)])
+    torch.manual_seed(0)
+    model = EncoderDecoder(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
+                                       decoder_layers=1, heads=2, dropout=0.0))
+    loss = TaskLoss.of(task, context={"vocab": vocab, "column": "t", "cider": CiderD([r["t"] for r in rows])})
+    batch = collate([data.sample(i, np.random.default_rng(i)) for i in range(2)])
+    (loss.weight * loss.run(model, batch, loss).total).backward()
+
+
 def _with_generate(task):
     """The task as a generate block setting GENERATE would lower it."""
     from dataclasses import replace
@@ -188,6 +210,10 @@ def test_the_runtime_reads_every_attribute_it_declares(media, monkeypatch):
         emitted |= {(op.opcode, k) for p in _with_generate(task).programs for op in p.ops
                     if op.kind in REGISTRIES for k, _ in op.attrs}
         _run_everything(instruction, row, media)
+    scst_task = _scst_task()  # a task setting, not an instruction, selects SCST's loss
+    emitted |= {(op.opcode, k) for p in scst_task.programs for op in p.ops if op.kind in REGISTRIES
+                for k, _ in op.attrs}
+    _run_scst(scst_task)
     unread = sorted(emitted - Attributes.reads)
     assert unread == []
     # and the cases cover every attribute every supported implementation declares
