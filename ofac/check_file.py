@@ -254,9 +254,12 @@ def _text_target(typed) -> bool:
     """Whether every template's decoder side is plain text slots (what SCST can reward)."""
     from .typed import slots_of
 
-    return all(slots and all(s.modality == "TEXT" and s.preprocess == "text" and not s.get("closed_set")
-                             for s in slots)
-               for t in typed for slots in [[s for item in t.decoder for s in slots_of(item)]])
+    def plain_text(template) -> bool:
+        slots = [s for item in template.decoder for s in slots_of(item)]
+        return bool(slots) and all(s.modality == "TEXT" and s.preprocess == "text" and not s.get("closed_set")
+                                   for s in slots)
+
+    return all(plain_text(t) for t in typed)
 
 
 def _check_datasets(block: ast.Block, values: dict, diags: Diagnostics) -> bool:

@@ -164,15 +164,14 @@ class _Lowering:
                                               for s in seg.data_slots())
         loss_attrs = [("weight", self.task.setting("weight", 1.0))]
         loss, loss_args = target.loss, [tgt]
-        if target.loss == "label_smoothed_ce":
+        if target.loss == "label_smoothed_ce" and self.task.setting("scst", False):  # OFA's second captioning
+            limits = dict(target.generate_defaults) | dict(self.task.generate)    # stage (the checker allowed it)
+            loss = "scst"
+            loss_attrs += [("samples", self.task.setting("scst_samples", 5)), ("max_len", limits["max_len"])]
+        elif target.loss == "label_smoothed_ce":
             loss_attrs = [("eps", self.task.setting("label_smoothing", 0.1))] + loss_attrs + [("constrained", closed)]
             audio = self._phone_ctc_input(seg)
-            if self.task.setting("scst", False):  # OFA's second captioning stage (the checker allowed it)
-                limits = dict(target.generate_defaults) | dict(self.task.generate)
-                loss = "scst"
-                loss_attrs = [("weight", self.task.setting("weight", 1.0)),
-                              ("samples", self.task.setting("scst_samples", 5)), ("max_len", limits["max_len"])]
-            elif audio is not None:  # text_phone: OFASys' ASR loss, the decoder's CE and the encoder's CTC
+            if audio is not None:  # text_phone: OFASys' ASR loss, the decoder's CE and the encoder's CTC
                 loss, loss_args = "speech_to_text", [tgt, audio]
                 loss_attrs += [("ce_weight", 1.0), ("ctc_weight", self.task.setting("ctc_weight", 1.0))]
         elif target.loss == "tacotron2":  # one positive stop frame per utterance: weigh it up (ESPnet: 5)

@@ -18,7 +18,7 @@ from ..preprocess.media import MediaError
 from ..registry import attributes
 from ..vocab.tokenizer import BOS, EOS
 from .sample import EncoderInput, Sample
-from .targets import TARGETS
+from .targets import TARGETS, ctc_of
 
 
 class TaskRunner:
@@ -82,6 +82,7 @@ class _Plan:
         self.attrs = [attributes(op) for op in program.ops]
         self.impls = {op.id: preprocessors.get(op).run for op in program.of_kind("preprocess")}
         self.target = TARGETS.get(program.only("target")).run
+        self.ctc = ctc_of(program, vocab)  # (segment, first phone id, phone tokens) of a CTC loss, or None
         self.const = {op.id: Tokens(vocab.encode(self.attrs[op.id]["text"]))
                       for op in program.of_kind("preprocess") if op.name == "text" and not op.args}
 

@@ -31,21 +31,22 @@ def tokens(row, group) -> TokenTarget:
         prefix += 1
     any_loss = any(flag for _, flag in pieces)
     out = TokenTarget([BOS] + fed, clean + [EOS], loss + [any_loss], prefix)
-    segment = _ctc_segment(row.program)
-    if segment >= 0 and row.ctx.split != "test":
+    if row.plan.ctc is not None and row.ctx.split != "test":
         out.phones = [p for t, flag in pieces if flag for p in (t.meta or {}).get("phones", ())]
-        phone_ids = row.ctx.vocab.phone_ids
-        out.ctc = (segment, min(phone_ids.values()), len(phone_ids))
+        out.ctc = row.plan.ctc
     return out
 
 
-def _ctc_segment(program) -> int:
-    """Which encoder segment a loss with CTC reads (its second argument; `speech_to_text` with a
-    CTC weight), or -1."""
+def ctc_of(program, vocab) -> tuple[int, int, int] | None:
+    """A loss with CTC (`speech_to_text` with a CTC weight; the encoder segment it reads is its
+    second argument): (that segment's index, the first phone token id, the phone tokens), or None."""
     loss = program.only("loss")
     if len(loss.args) < 2 or not attributes(loss).get("ctc_weight"):
-        return -1
-    return program.only("encoder").args.index(loss.args[1])
+        return None
+    phone_ids = vocab.phone_ids
+    if not phone_ids:  # a tokenizer without phones: the text_phone preprocessor says so at the row
+        return None
+    return program.only("encoder").args.index(loss.args[1]), min(phone_ids.values()), len(phone_ids)
 
 
 @TARGETS.register("codes")

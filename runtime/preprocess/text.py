@@ -92,9 +92,14 @@ def add_noise(ids: list[int], ratio: float, ctx: Context) -> list[int]:
     return [int(ctx.rng.integers(low, high)) if f else t for t, f in zip(ids, flips)]
 
 
+def _cell_phones(value, attrs: dict) -> list[str]:
+    """The CTC phonemes of a text_phone cell's text, cleaned as the BPE tokens are."""
+    return ctc_phones(clean(as_text(value), attrs))
+
+
 def _phones(value, attrs: dict) -> list[str]:
-    """The CTC phonemes of a text_phone cell, with the CTC blank (each gets a reserved token)."""
-    return ctc_phones(clean(as_text(value), attrs)) + [BLANK_PHONE]
+    """The phonemes of a text_phone cell with the CTC blank (each gets a reserved token)."""
+    return _cell_phones(value, attrs) + [BLANK_PHONE]
 
 
 @REGISTRY.register("text_phone", attrs=("max_length", "uncased", "no_punctuation", "noise_ratio"),
@@ -108,9 +113,11 @@ def text_phone(value, attrs: dict, ctx: Context) -> Tokens:
     first = ctx.vocab.phone_ids.get(BLANK_PHONE)
     if first is None:
         raise ValueError("this vocabulary has no CTC blank: it was trained without text_phone targets")
-    ids = (ctx.vocab.phone_ids.get(p) for p in ctc_phones(clean(as_text(value), attrs)))
+    ids = (ctx.vocab.phone_ids.get(p) for p in _cell_phones(value, attrs))
     out.meta = {"phones": [i - first for i in ids if i is not None]}
     return out
+
+
 def label_of(value, attrs: dict) -> str:
     """A category cell's class: its text, cleaned as `uncased`/`no_punctuation` say, stripped."""
     return " ".join(clean(as_text(value, "a class label"), attrs).split())

@@ -303,7 +303,8 @@ class TrainingRun:
             if not path.exists():
                 raise CheckpointError("E0110", "`init` names a directory without a tokenizer.json", path.parent,
                                       help="give `train { init = ... }` the run directory of an earlier `ofac run`")
-            return (vocab := Vocab.load(path)), self._config(vocab), None
+            vocab = Vocab.load(path)
+            return vocab, self._config(vocab), None
         text = self.par.broadcast(run_vocab(self.run).tok.to_str() if self.par.main else None)
         vocab = Vocab(Tokenizer.from_str(text))
         return vocab, self._config(vocab), None
