@@ -229,7 +229,8 @@ def sudoku(rng: random.Random) -> dict:
 
 
 WORDS = ("apple", "river", "stone", "cloud", "tiger", "lemon", "chair", "piano", "grass", "honey", "ocean",
-         "tulip", "wagon", "zebra", "maple", "candle")
+         "tulip", "wagon", "zebra", "maple", "candle", "mango", "violin", "robin", "pepper", "castle", "forest",
+         "basket", "rocket")
 # (definition, operation) of each kind of sub-task; a sub-task is a kind on a word pool
 OPERATIONS = {
     "last": ("Given a list of words, answer with the last word of the list.", lambda w: w[-1]),
@@ -239,13 +240,19 @@ OPERATIONS = {
               lambda w: ("zero", "one", "two", "three", "four", "five")[len(w)]),
     "sort": ("Given a list of words, answer with the words sorted alphabetically.", lambda w: " ".join(sorted(w))),
 }
-POOLS = (WORDS[:8], WORDS[8:])  # train on pool 0 for some kinds, pool 1 for others; valid swaps
+POOLS = tuple(WORDS[i:i + 6] for i in range(0, len(WORDS), 6))
+
+
+def held_out_pool(kind: str) -> int:
+    """The one pool each kind is never trained on (a Latin square: kinds hold out different pools,
+    so every pool is trained with most kinds and the words alone never tell which kind a row is)."""
+    return sorted(OPERATIONS).index(kind) % len(POOLS)
 
 
 def natural_instructions(rng: random.Random, held_out: bool) -> dict:
     kind = rng.choice(list(OPERATIONS))
-    trained_pool = sorted(OPERATIONS).index(kind) % 2
-    pool = POOLS[1 - trained_pool if held_out else trained_pool]
+    unseen = held_out_pool(kind)
+    pool = POOLS[unseen if held_out else rng.choice([i for i in range(len(POOLS)) if i != unseen])]
     definition, op = OPERATIONS[kind]
     def example():
         words = rng.sample(pool, rng.randint(2, 5))
@@ -271,7 +278,7 @@ def main() -> None:
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args()
     cap = int(os.environ.get("OFAC_MAX_ROWS") or 0) or None
-    stamp = {"scenes": args.scenes, "valid": args.valid, "clips": args.clips, "seed": args.seed, "version": 1,
+    stamp = {"scenes": args.scenes, "valid": args.valid, "clips": args.clips, "seed": args.seed, "version": 2,
              "max_rows": cap}
     marker = args.out / "settings.json"
     if not args.force and marker.exists() and json.loads(marker.read_text()) == stamp:

@@ -83,6 +83,16 @@ def test_instruction_following_is_scored_on_unseen_sub_tasks(data):
     assert all(not (train[k] & valid[k]) for k in train), "a valid sub-task shares words with its training one"
 
 
+def test_the_words_alone_do_not_tell_which_sub_task_a_row_is(data):
+    """Every word is trained with several kinds of operation: a model cannot pick the operation
+    from the words and must read the definition (two pools of words, one per kind, taught that)."""
+    kinds = defaultdict(set)
+    for row in _rows(data, "natural_instructions"):
+        for word in row["src"].split("Input:")[1].split(".")[0].split():
+            kinds[word].add(row["task_name"])
+    assert min(len(k) for k in kinds.values()) >= 3, dict(kinds)
+
+
 @pytest.mark.parametrize("task,second", [("mnli", "hypothesis"), ("mrpc", "sentence2")])
 def test_the_second_sentence_alone_does_not_tell_the_label(data, task, second):
     """Hypothesis-only bias: every form of the second sentence appears with more than one label."""
