@@ -46,9 +46,8 @@ def test_scst_needs_a_text_target():
     assert compiled is None and [d.code for d in diags] == ["E0045"]
 
 
-def test_an_update_raises_the_advantage_weighted_likelihood_of_the_samples():
-    """The loss is -1/K sum (r(sample) - r(greedy)) log p(sample): a small step down its gradient
-    makes the samples that beat the greedy answer likelier, relative to those that do not."""
+def _setup(dropout: float = 0.0):
+    """(model in training mode, a batch of CAPTIONS, the task's SCST loss)."""
     compiled, diags = compile_source(SOURCE, "<t>", None, check_data=False)
     assert compiled is not None, [d.message for d in diags]
     task = compiled.tasks[0]
@@ -58,9 +57,30 @@ def test_an_update_raises_the_advantage_weighted_likelihood_of_the_samples():
     batch = collate([data.sample(i, np.random.default_rng(i)) for i in range(len(rows))])
     torch.manual_seed(0)
     model = EncoderDecoder(ModelConfig(vocab_size=len(vocab), d_model=32, ffn_dim=64, encoder_layers=1,
-                                       decoder_layers=1, heads=2, dropout=0.0))
+                                       decoder_layers=1, heads=2, dropout=dropout))
     model.train()
     loss = TaskLoss.of(task, context={"vocab": vocab, "column": "cap", "cider": metrics.CiderD(CAPTIONS)})
+    return model, batch, loss
+
+
+def test_the_samples_are_scored_as_they_were_drawn_without_dropout():
+    """The policy gradient is of the distribution that sampled (generation runs without dropout):
+    the same weights with heavy dropout or none give the same loss, and the model trains on after."""
+    model, batch, loss = _setup(dropout=0.5)
+    plain, _, _ = _setup(dropout=0.0)
+    plain.load_state_dict(model.state_dict())
+    plain.train()
+    totals = []
+    for m in (model, plain):
+        torch.manual_seed(7)
+        totals.append(scst(m, batch, loss).total.item())
+    assert totals[0] == pytest.approx(totals[1], rel=1e-5) and model.training
+
+
+def test_an_update_raises_the_advantage_weighted_likelihood_of_the_samples():
+    """The loss is -1/K sum (r(sample) - r(greedy)) log p(sample): a small step down its gradient
+    makes the samples that beat the greedy answer likelier, relative to those that do not."""
+    model, batch, loss = _setup()
     assert loss.reads_model and loss.attrs["samples"] == 4
 
     torch.manual_seed(7)
