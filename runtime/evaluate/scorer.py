@@ -49,6 +49,35 @@ def reference_answers(value):
     return [text]
 
 
+def target_cleaner(task: ir.TaskIR):
+    """How the task's text target is cleaned before it is tokenized (`uncased`, `no_punctuation`
+    on its slot): the model learns to write the cleaned text, so its candidate answers and the
+    references it is scored against are cleaned alike.  -> text -> text."""
+    from ..preprocess.text import clean
+
+    program = task.programs[0]
+    column = list(task.get("targets", ()) or [None])[-1]
+    for op in program.of_kind("preprocess"):
+        if op.name not in ("text", "text_phone") or not op.args:
+            continue
+        read = program.arg(op)
+        if read.get("side") == "decoder" and read.get("column") == column:
+            attrs = attributes(op)
+            if attrs.get("uncased") or attrs.get("no_punctuation"):
+                return lambda text: clean(text, attrs)
+    return lambda text: text
+
+
+def _cleaned_references(refs, cleaner):
+    if isinstance(refs, dict):
+        out: dict = {}
+        for answer, conf in refs.items():
+            key = cleaner(answer)
+            out[key] = max(conf, out.get(key, conf))
+        return out
+    return [cleaner(r) for r in refs]
+
+
 class References:
     """What a task's metric compares a prediction with, read from a sample's meta."""
 
@@ -56,6 +85,7 @@ class References:
         self.output, self.metric = task.output, task.get("metric")
         self.references = task.get("references")
         self.targets = list(task.get("targets", ()))
+        self.clean = target_cleaner(task)
         first = task.programs[0]
         reads = [op for op in first.of_kind("read") if op.get("side") == "decoder"]
         self.box_columns = [op.get("column") for op in reads if op.get("modality") == "BOX"]
@@ -78,24 +108,25 @@ class References:
             labels = _listed(targets.get(self.label_columns[0])) if self.label_columns else [""] * len(boxes)
             return list(zip(boxes, (str(x) for x in labels)))
         if self.references is not None:
-            return reference_answers(meta.get("references"))
-        text = str(targets.get(self.targets[-1]))
+            return _cleaned_references(reference_answers(meta.get("references")), self.clean)
+        text = self.clean(str(targets.get(self.targets[-1])))
         if self.metric == "sql_execution":
             return text, (meta.get("databases") or {}).get(self.databases[0]) if self.databases else None
         return text
 
 
 def closed_set(task: ir.TaskIR, train=None) -> list[str] | None:
-    """The candidate answers of a closed-set task: its `answers`, else every training target;
-    None for an open task."""
+    """The candidate answers of a closed-set task: its `answers`, else every training target,
+    cleaned as the target is (`uncased`, `no_punctuation`); None for an open task."""
     constrained, answers = closed_set_attrs(task.programs[0].only("generate"))
     if not constrained:
         return None
-    answers = list(answers)
+    clean = target_cleaner(task)
+    answers = list(dict.fromkeys(clean(a) for a in answers))
     if not answers and train is not None:
         column = list(task.get("targets", ()))[-1]
         rows = (train.readable(i) for i in range(len(train)))
-        answers = sorted({str(row.get(column)) for row in rows if row is not None})
+        answers = sorted({clean(str(row.get(column))) for row in rows if row is not None})
     return answers
 
 
