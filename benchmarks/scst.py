@@ -70,13 +70,13 @@ def held_out(runs: Path, n: int) -> Path:
 def scene_scores(run: Path, task_file: Path, checkpoint: str) -> list[float]:
     """CIDEr-D of each held-out scene's beam-2 caption by the run's `checkpoint`, document
     frequencies over the held-out references (as the task's metric computes them)."""
-    from ofac.runtime.evaluate.metrics import CiderD
+    from ofac.runtime.evaluate.metrics import CiderD, several
     from ofac.runtime.serve.evaluation import evaluate_run
 
     folder = run / "eval" / "held-out"
     evaluate_run(run, task_file, checkpoint=checkpoint, out=folder)
     rows = [json.loads(line) for line in (folder / "caption.jsonl").read_text().splitlines()]
-    refs = [r["reference"] if isinstance(r["reference"], list) else [r["reference"]] for r in rows]
+    refs = [several(r["reference"]) for r in rows]
     cider = CiderD(refs)
     return [cider.score(r["prediction"], ref) for r, ref in zip(rows, refs)]
 

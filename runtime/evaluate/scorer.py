@@ -68,6 +68,12 @@ def target_cleaner(task: ir.TaskIR):
     return lambda text: text
 
 
+def cleaned_answers(task: ir.TaskIR, answers) -> list[str]:
+    """Candidate answers cleaned as the task's target is, duplicates dropped, in order."""
+    clean = target_cleaner(task)
+    return list(dict.fromkeys(clean(str(a)) for a in answers))
+
+
 def _cleaned_references(refs, cleaner):
     if isinstance(refs, dict):
         out: dict = {}
@@ -121,12 +127,11 @@ def closed_set(task: ir.TaskIR, train=None) -> list[str] | None:
     constrained, answers = closed_set_attrs(task.programs[0].only("generate"))
     if not constrained:
         return None
-    clean = target_cleaner(task)
-    answers = list(dict.fromkeys(clean(a) for a in answers))
+    answers = cleaned_answers(task, answers)
     if not answers and train is not None:
         column = list(task.get("targets", ()))[-1]
         rows = (train.readable(i) for i in range(len(train)))
-        answers = sorted({clean(str(row.get(column))) for row in rows if row is not None})
+        answers = sorted(cleaned_answers(task, (row.get(column) for row in rows if row is not None)))
     return answers
 
 

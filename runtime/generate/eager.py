@@ -2,12 +2,25 @@
 device), under no_grad.  See `search.py` for the algorithm."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
 from .search import NEG, GenerateConfig, Hypothesis, Trie, search
 
-__all__ = ["GenerateConfig", "Hypothesis", "Trie", "TorchArrays", "generate", "greedy"]
+__all__ = ["GenerateConfig", "Hypothesis", "Trie", "TorchArrays", "evaluating", "generate", "greedy"]
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """The model in eval mode (no dropout) for the duration, its own mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class TorchArrays:
@@ -98,17 +111,13 @@ def generate(model, batch, cfg: GenerateConfig = GenerateConfig()) -> list[list[
     from . import diffusion
     from .speech import SpeechConfig, speak
 
-    was_training = model.training
-    model.eval()
     device = batch.decoder.inputs.device
-    try:
+    with evaluating(model):
         if isinstance(cfg, SpeechConfig):
             return speak(TorchSpeaker(model, device), batch, cfg)
         if isinstance(cfg, diffusion.DiffusionConfig):
             return diffusion.generate(TorchDenoiser(model, device), batch, cfg)
         return search(model, batch, cfg, TorchArrays(device, cfg.seed if cfg.sampling else None))
-    finally:
-        model.train(was_training)
 
 
 def greedy(model, batch, max_len: int = 64, min_len: int = 1, trie: Trie | None = None) -> list[list[int]]:

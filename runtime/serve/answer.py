@@ -22,7 +22,7 @@ from ..codec.tokenizer import run_resources
 from ..data.rows import TaskData, samples_of
 from ..data.sources import open_source
 from ..errors import DataError, RunError
-from ..evaluate.scorer import Scorer, target_cleaner
+from ..evaluate.scorer import Scorer, cleaned_answers
 from ..exec.run import TaskRunner
 from ..store.rundir import RunDir
 from .output import Output, _output  # noqa: F401  (Output: also this module's name for it)
@@ -179,11 +179,7 @@ class OFASys:
         self.backend.can_serve(task)
         # a closed set given here constrains any text output (cleaned as the target was, so an
         # uncased task's answers are its lower-cased words); else the task's own (from training)
-        if closed_set is not None:
-            clean = target_cleaner(task)
-            answers = list(dict.fromkeys(clean(str(a)) for a in closed_set))
-        else:
-            answers = self.answers.get(task.task)
+        answers = cleaned_answers(task, closed_set) if closed_set is not None else self.answers.get(task.task)
         settings = dict(beam=beam_size, max_len=max_len, min_len=min_len, len_penalty=len_penalty,
                         no_repeat_ngram_size=no_repeat_ngram_size, sampling=sampling, top_k=top_k, top_p=top_p,
                         temperature=temperature, seed=seed, steps=steps, guidance=guidance, length=length)
